@@ -1,0 +1,1 @@
+"""The `logbroker` command line (click): one module per group of commands."""

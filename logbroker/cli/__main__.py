@@ -1,0 +1,5 @@
+"""`python -m logbroker.cli` runs the `logbroker` command."""
+
+from logbroker.cli.main import main
+
+main()

@@ -1,0 +1,53 @@
+"""The `logbroker` entry point: the command group and the one place errors become messages.
+
+Exit status: 0 on success, 1 with a one-line error on stderr (never a traceback), 2 for usage
+errors (click's own).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from logbroker import __version__
+from logbroker.errors import LogbrokerError
+
+from .inspect import dump, verify
+
+__all__ = ["cli", "main"]
+
+
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LogbrokerError as exc:
+            raise click.ClickException(exc.message) from None
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+@click.group(cls=_Commands)
+@click.version_option(__version__, prog_name="logbroker")
+def cli() -> None:
+    """logbroker: a Kafka-style append-only log broker."""
+
+
+cli.add_command(dump)
+cli.add_command(verify)
+
+
+def main() -> None:
+    try:
+        cli()
+    except BrokenPipeError:
+        # The reader went away (`logbroker dump ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

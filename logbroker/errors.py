@@ -1,0 +1,121 @@
+"""The one error vocabulary of logbroker.
+
+Every error the library raises on purpose is a `LogbrokerError`. Each class carries a wire `code`
+(Kafka's error code where Kafka has one, so both protocols speak the same numbers), a `name` and
+whether a client may simply retry (`retriable`). `for_code()` maps a code back to its class, so a
+client turns an error response into the same exception the broker raised.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "CorruptLogError",
+    "CorruptRecordError",
+    "InvalidRecordError",
+    "LogReadOnlyError",
+    "LogbrokerError",
+    "OffsetOutOfRangeError",
+    "RecordListTooLargeError",
+    "StorageError",
+    "UnsupportedCompressionError",
+    "for_code",
+]
+
+
+class LogbrokerError(Exception):
+    """Base of every error logbroker raises on purpose."""
+
+    code: ClassVar[int] = -1
+    name: ClassVar[str] = "UNKNOWN_SERVER_ERROR"
+    retriable: ClassVar[bool] = False
+
+    _by_code: ClassVar[dict[int, type[LogbrokerError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # The first class that claims a code is the one `for_code` returns.
+        LogbrokerError._by_code.setdefault(cls.code, cls)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.name
+
+
+class CorruptRecordError(LogbrokerError):
+    """Bytes that are not a well-formed record batch: bad length, magic, CRC or record layout."""
+
+    code = 2
+    name = "CORRUPT_MESSAGE"
+
+
+class InvalidRecordError(LogbrokerError):
+    """A well-formed batch that breaks a rule of the broker (record count, attributes, ...)."""
+
+    code = 87
+    name = "INVALID_RECORD"
+
+
+class RecordListTooLargeError(LogbrokerError):
+    """A batch larger than a segment may hold."""
+
+    code = 18
+    name = "RECORD_LIST_TOO_LARGE"
+
+
+class UnsupportedCompressionError(LogbrokerError):
+    """A batch compressed with a codec this build cannot decode."""
+
+    code = 76
+    name = "UNSUPPORTED_COMPRESSION_TYPE"
+
+
+class OffsetOutOfRangeError(LogbrokerError):
+    """An offset below the log start or beyond the log end."""
+
+    code = 1
+    name = "OFFSET_OUT_OF_RANGE"
+
+    def __init__(self, offset: int, log_start_offset: int, log_end_offset: int) -> None:
+        super().__init__(
+            f"offset {offset} is out of range: the log holds offsets "
+            f"{log_start_offset} to {log_end_offset} (exclusive)"
+        )
+        self.offset = offset
+        self.log_start_offset = log_start_offset
+        self.log_end_offset = log_end_offset
+
+
+class StorageError(LogbrokerError):
+    """A write to the disk failed (no space left, I/O error); nothing was stored."""
+
+    code = 56
+    name = "KAFKA_STORAGE_ERROR"
+    retriable = True
+
+
+class LogReadOnlyError(StorageError):
+    """The log stopped taking writes after a failed fsync; it serves reads until reopened."""
+
+
+class CorruptLogError(LogbrokerError):
+    """Stored data failed its checks: the log refuses to serve at and past `offset`."""
+
+    code = 2
+    name = "CORRUPT_MESSAGE"
+
+    def __init__(self, path: str, position: int, offset: int, reason: str) -> None:
+        super().__init__(
+            f"{path}: damaged batch at byte {position} (offset {offset}): {reason}; "
+            f"valid data ends at offset {offset}"
+        )
+        self.path = path
+        self.position = position
+        self.offset = offset
+        self.reason = reason
+
+
+def for_code(code: int) -> type[LogbrokerError]:
+    """The error class for a wire code (`LogbrokerError` for codes this version does not know)."""
+    return LogbrokerError._by_code.get(code, LogbrokerError)

@@ -1,0 +1,342 @@
+"""Records inside a batch: encoding a batch from columns of values, decoding it back.
+
+Record layout (inside the records region of a batch, after decompression):
+
+    length          varint   bytes of the rest of this record
+    attributes      int8     always 0
+    timestampDelta  varlong  record timestamp - baseTimestamp
+    offsetDelta     varint   record offset - baseOffset
+    keyLength       varint   -1 for a null key
+    key             bytes
+    valueLength     varint   -1 for a null value
+    value           bytes
+    headersCount    varint   >= 0
+    headers         headersCount x (keyLength varint, UTF-8 key, valueLength varint (-1 = null), value)
+
+This is client-side work (the broker never looks inside a batch), so it is written for per-record
+speed: small varints come from a table, each batch is joined once, and decoding takes the one-byte
+varint path inline. Decoding treats its input as untrusted: every length is checked against the
+bytes that remain before anything is sliced, and only `CorruptRecordError` (or
+`UnsupportedCompressionError` for a codec without a decoder) escapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from crc32c import crc32c
+
+from logbroker.errors import CorruptRecordError
+from logbroker.records.batch import (
+    ATTR_CODEC_MASK,
+    BATCH_OVERHEAD,
+    CRC_START,
+    HEADER,
+    LOG_OVERHEAD,
+    BatchHeader,
+    parse_header,
+)
+from logbroker.records.compression import DEFAULT_MAX_DECOMPRESSED, Compression, compress, decompress
+from logbroker.records.varint import SMALL, decode_varint, encode_varint
+
+__all__ = ["Header", "Record", "decode_batch", "encode_batch", "iter_batches", "iter_records"]
+
+Header = tuple[str, "bytes | None"]
+_NULL = SMALL[-1]
+_SMALL_LIMIT = len(SMALL) - 1
+
+
+class Record(NamedTuple):
+    """One decoded record with its absolute offset and timestamp (ms since the epoch)."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
+
+
+def _varint(n: int) -> bytes:
+    return SMALL[n] if 0 <= n < _SMALL_LIMIT else encode_varint(n)
+
+
+def _encode_headers(headers: Sequence[Header]) -> bytes:
+    parts = [_varint(len(headers))]
+    for hkey, hvalue in headers:
+        raw_key = hkey.encode()
+        parts.append(_varint(len(raw_key)))
+        parts.append(raw_key)
+        if hvalue is None:
+            parts.append(_NULL)
+        else:
+            parts.append(_varint(len(hvalue)))
+            parts.append(hvalue)
+    return b"".join(parts)
+
+
+def encode_batch(
+    values: Sequence[bytes | None],
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    headers: Sequence[Sequence[Header]] | None = None,
+    timestamps: Sequence[int] | None = None,
+    timestamp: int | None = None,
+    base_offset: int = 0,
+    partition_leader_epoch: int = -1,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    compression: Compression = Compression.NONE,
+    attributes: int = 0,
+) -> bytes:
+    """Build one RecordBatch v2 from columns: `values[i]` with `keys[i]`, `headers[i]`, `timestamps[i]`.
+
+    Records without their own timestamp get `timestamp` (default: now). `attributes` may add the
+    timestamp-type, transactional and control bits; the codec bits come from `compression`.
+    """
+    count = len(values)
+    if count == 0:
+        raise ValueError("a record batch holds at least one record")
+    if keys is not None and len(keys) != count:
+        raise ValueError("keys and values differ in length")
+    if headers is not None and len(headers) != count:
+        raise ValueError("headers and values differ in length")
+    if timestamps is not None and len(timestamps) != count:
+        raise ValueError("timestamps and values differ in length")
+
+    if timestamps is None:
+        base_timestamp = max_timestamp = int(time.time() * 1000) if timestamp is None else timestamp
+    else:
+        base_timestamp = timestamps[0]
+        max_timestamp = max(timestamps)
+
+    small = SMALL
+    null = _NULL
+    parts: list[bytes] = []
+    append = parts.append
+    for i in range(count):
+        value = values[i]
+        key = keys[i] if keys is not None else None
+        delta = timestamps[i] - base_timestamp if timestamps is not None else 0
+        # attributes (always 0) + timestampDelta + offsetDelta
+        prefix = (
+            b"\x00"
+            + (small[delta] if 0 <= delta < _SMALL_LIMIT else encode_varint(delta))
+            + (small[i] if i < _SMALL_LIMIT else encode_varint(i))
+        )
+        size = len(prefix)
+        if key is None:
+            key_len = null
+            size += 1
+        else:
+            n = len(key)
+            key_len = small[n] if n < _SMALL_LIMIT else encode_varint(n)
+            size += len(key_len) + n
+        if value is None:
+            value_len = null
+            size += 1
+        else:
+            n = len(value)
+            value_len = small[n] if n < _SMALL_LIMIT else encode_varint(n)
+            size += len(value_len) + n
+        if headers is not None and headers[i]:
+            header_bytes = _encode_headers(headers[i])
+        else:
+            header_bytes = b"\x00"
+        size += len(header_bytes)
+        append(small[size] if size < _SMALL_LIMIT else encode_varint(size))
+        append(prefix)
+        append(key_len)
+        if key is not None:
+            append(key)
+        append(value_len)
+        if value is not None:
+            append(value)
+        append(header_bytes)
+
+    body = b"".join(parts)
+    codec = Compression(compression)
+    if codec != Compression.NONE:
+        body = compress(codec, body)
+    attrs = (attributes & ~ATTR_CODEC_MASK) | codec
+    head = bytearray(
+        HEADER.pack(
+            base_offset,
+            BATCH_OVERHEAD - LOG_OVERHEAD + len(body),
+            partition_leader_epoch,
+            2,
+            0,
+            attrs,
+            count - 1,
+            base_timestamp,
+            max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            count,
+        )
+    )
+    crc = crc32c(body, crc32c(memoryview(head)[CRC_START:]))
+    head[17:21] = crc.to_bytes(4, "big")
+    return bytes(head) + body
+
+
+def decode_batch(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    check_crc: bool = True,
+) -> tuple[BatchHeader, list[Record]]:
+    """Decode the batch at `buf[pos]`: its header and its records, with absolute offsets."""
+    header = parse_header(buf, pos)
+    end = pos + header.size
+    if end > len(buf):
+        raise CorruptRecordError(
+            f"batch at byte {pos} claims {header.size} bytes but only {len(buf) - pos} are there"
+        )
+    with memoryview(buf) as view:
+        if check_crc and crc32c(view[pos + CRC_START : end]) != header.crc:
+            raise CorruptRecordError(f"batch at byte {pos} fails its CRC")
+        body = view[pos + BATCH_OVERHEAD : end].tobytes()
+    if header.compression:
+        body = decompress(header.compression, body, max_decompressed)
+    return header, _decode_records(body, header)
+
+
+def iter_batches(buf: bytes | bytearray | memoryview) -> Iterator[BatchHeader]:
+    """Headers of the whole batches in `buf`, in order; a partial batch at the end is ignored.
+
+    Only the header of each batch is checked (magic, length), not its CRC.
+    """
+    pos = 0
+    end = len(buf)
+    while end - pos >= BATCH_OVERHEAD:
+        header = parse_header(buf, pos)
+        if pos + header.size > end:
+            return
+        yield header
+        pos += header.size
+
+
+def iter_records(
+    buf: bytes | bytearray | memoryview, *, max_decompressed: int = DEFAULT_MAX_DECOMPRESSED
+) -> Iterator[Record]:
+    """Records of the whole batches in `buf`, control batches skipped; a partial tail is ignored."""
+    pos = 0
+    for header in iter_batches(buf):
+        if not header.is_control:
+            yield from decode_batch(buf, pos, max_decompressed=max_decompressed)[1]
+        pos += header.size
+
+
+def _decode_records(body: bytes, header: BatchHeader) -> list[Record]:
+    count = header.records_count
+    if count < 0:
+        raise CorruptRecordError(f"batch claims {count} records")
+    end = len(body)
+    # Every record takes at least 7 bytes, so a count beyond that is a lie (and no list is
+    # allocated from it).
+    if count * 7 > end:
+        raise CorruptRecordError(f"batch claims {count} records in {end} bytes")
+    base_offset = header.base_offset
+    base_timestamp = header.base_timestamp
+    records: list[Record] = []
+    append = records.append
+    pos = 0
+    try:
+        for _ in range(count):
+            b = body[pos]
+            if b < 0x80:
+                length = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                length, pos = decode_varint(body, pos, 5)
+            record_end = pos + length
+            if length < 6 or record_end > end:
+                raise CorruptRecordError(f"record of {length} bytes at byte {pos} does not fit its batch")
+            pos += 1  # attributes
+            b = body[pos]
+            if b < 0x80:
+                ts_delta = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                ts_delta, pos = decode_varint(body, pos, 10)
+            b = body[pos]
+            if b < 0x80:
+                offset_delta = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                offset_delta, pos = decode_varint(body, pos, 5)
+            b = body[pos]
+            if b < 0x80:
+                n = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                n, pos = decode_varint(body, pos, 5)
+            if n < 0:
+                if n != -1:
+                    raise CorruptRecordError(f"key length {n} at byte {pos}")
+                key = None
+            else:
+                if pos + n > record_end:
+                    raise CorruptRecordError(f"key of {n} bytes at byte {pos} overruns its record")
+                key = body[pos : pos + n]
+                pos += n
+            b = body[pos]
+            if b < 0x80:
+                n = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                n, pos = decode_varint(body, pos, 5)
+            if n < 0:
+                if n != -1:
+                    raise CorruptRecordError(f"value length {n} at byte {pos}")
+                value = None
+            else:
+                if pos + n > record_end:
+                    raise CorruptRecordError(f"value of {n} bytes at byte {pos} overruns its record")
+                value = body[pos : pos + n]
+                pos += n
+            b = body[pos]
+            if b == 0:
+                pos += 1
+                headers: tuple[Header, ...] = ()
+            else:
+                headers, pos = _decode_headers(body, pos, record_end)
+            if pos != record_end:
+                raise CorruptRecordError(f"record ends at byte {pos} but its length says {record_end}")
+            append(Record(base_offset + offset_delta, base_timestamp + ts_delta, key, value, headers))
+    except IndexError:
+        raise CorruptRecordError("a record runs past the end of its batch") from None
+    if pos != end:
+        raise CorruptRecordError(f"{end - pos} bytes follow the last of {count} records")
+    return records
+
+
+def _decode_headers(body: bytes, pos: int, record_end: int) -> tuple[tuple[Header, ...], int]:
+    count, pos = decode_varint(body, pos, 5)
+    if count < 0 or count > record_end - pos:
+        raise CorruptRecordError(f"record claims {count} headers")
+    headers = []
+    for _ in range(count):
+        n, pos = decode_varint(body, pos, 5)
+        if n < 0 or pos + n > record_end:
+            raise CorruptRecordError(f"header key of {n} bytes at byte {pos} overruns its record")
+        hkey = body[pos : pos + n].decode("utf-8", "replace")
+        pos += n
+        n, pos = decode_varint(body, pos, 5)
+        hvalue: bytes | None
+        if n < 0:
+            if n != -1:
+                raise CorruptRecordError(f"header value length {n} at byte {pos}")
+            hvalue = None
+        else:
+            if pos + n > record_end:
+                raise CorruptRecordError(f"header value of {n} bytes at byte {pos} overruns its record")
+            hvalue = body[pos : pos + n]
+            pos += n
+        headers.append((hkey, hvalue))
+    return tuple(headers), pos
