@@ -112,36 +112,33 @@ def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> N
 
 def _batch_json(entry: BatchEntry) -> dict[str, object]:
     h = entry.header
-    if entry.legacy:
-        return {
-            "type": "batch",
-            "magic": h.magic,
-            "position": entry.position,
-            "size": h.size,
-            "base_offset": h.base_offset,
-            "legacy": True,
-        }
-    return {
+    line: dict[str, object] = {
         "type": "batch",
         "magic": h.magic,
         "position": entry.position,
         "size": h.size,
         "base_offset": h.base_offset,
-        "last_offset": h.last_offset,
-        "record_count": h.records_count,
-        "crc": h.crc,
-        "crc_ok": entry.crc_ok,
-        "compression": _codec_name(h.compression),
-        "timestamp_type": "log_append_time" if h.log_append_time else "create_time",
-        "base_timestamp": h.base_timestamp,
-        "max_timestamp": h.max_timestamp,
-        "producer_id": h.producer_id,
-        "producer_epoch": h.producer_epoch,
-        "base_sequence": h.base_sequence,
-        "partition_leader_epoch": h.partition_leader_epoch,
-        "transactional": h.is_transactional,
-        "control": h.is_control,
     }
+    if entry.legacy:
+        line["legacy"] = True
+        return line
+    line.update(
+        last_offset=h.last_offset,
+        record_count=h.records_count,
+        crc=h.crc,
+        crc_ok=entry.crc_ok,
+        compression=_codec_name(h.compression),
+        timestamp_type="log_append_time" if h.log_append_time else "create_time",
+        base_timestamp=h.base_timestamp,
+        max_timestamp=h.max_timestamp,
+        producer_id=h.producer_id,
+        producer_epoch=h.producer_epoch,
+        base_sequence=h.base_sequence,
+        partition_leader_epoch=h.partition_leader_epoch,
+        transactional=h.is_transactional,
+        control=h.is_control,
+    )
+    return line
 
 
 @click.command()

@@ -231,12 +231,8 @@ class FaultFileSystem:
     def unlink(self, path: str) -> None:
         with self._lock:
             self._check("unlink")
+            self._file(path)  # a file must be there
             parent, name = self._parent(path)
-            node = parent.entries.get(name)
-            if node is None:
-                raise FileNotFoundError(errno_codes.ENOENT, "No such file", path)
-            if isinstance(node, _Dir):
-                raise IsADirectoryError(errno_codes.EISDIR, "Is a directory", path)
             parent.remove(name)
 
     def remove_dir(self, path: str) -> None:
