@@ -16,9 +16,11 @@ import errno
 import os
 from collections.abc import Sequence
 
+import attrs
+
 from logbroker.errors import CorruptRecordError, LogReadOnlyError, StorageError
 from logbroker.records.batch import BATCH_OVERHEAD, parse_header
-from logbroker.storage.fs import Buffer, FileHandle, FileSystem
+from logbroker.storage.fs import Buffer, FileHandle, FileSystem, write_atomic
 from logbroker.storage.index import IndexFileError, SegmentIndex
 from logbroker.storage.scan import BatchScanner
 from logbroker.storage.segment import BatchInfo, Damage, Segment
@@ -28,6 +30,7 @@ __all__ = [
     "LOG_SUFFIX",
     "TIME_INDEX_SUFFIX",
     "FileSegment",
+    "Truncation",
     "log_file_name",
     "parse_log_file_name",
 ]
@@ -52,6 +55,17 @@ def parse_log_file_name(name: str) -> int | None:
     ):
         return int(stem)
     return None
+
+
+@attrs.frozen
+class Truncation:
+    """Bytes cut from the tail of the active segment when it was recovered."""
+
+    path: str
+    position: int
+    offset: int
+    bytes_removed: int
+    reason: str
 
 
 class FileSegment(Segment):
@@ -120,9 +134,13 @@ class FileSegment(Segment):
         """Open a segment file as it is; the caller loads or rebuilds its index."""
         path = os.path.join(directory, log_file_name(base_offset))
         handle = fs.open(path, "a")
-        segment = cls(fs, directory, base_offset, handle, index_interval_bytes, now_ms)
-        segment._size = handle.size()
-        segment.modified_ms = fs.mtime_ms(path)
+        try:
+            segment = cls(fs, directory, base_offset, handle, index_interval_bytes, now_ms)
+            segment._size = handle.size()
+            segment.modified_ms = fs.mtime_ms(path)
+        except BaseException:
+            handle.close()
+            raise
         return segment
 
     def load_index(self, next_offset: int) -> bool:
@@ -251,16 +269,12 @@ class FileSegment(Segment):
         self.write_index_files()
 
     def write_index_files(self) -> None:
+        """Write `.index` and `.timeindex` atomically: a crash leaves the old files or the new."""
         index_data, time_data = self._index.to_files()
         for suffix, content in ((INDEX_SUFFIX, index_data), (TIME_INDEX_SUFFIX, time_data)):
             path = self._sibling(suffix)
             try:
-                handle = self._fs.open(path, "w")
-                try:
-                    handle.append([content])
-                    handle.fsync()
-                finally:
-                    handle.close()
+                write_atomic(self._fs, path, content)
             except OSError as exc:
                 raise StorageError(f"{path}: cannot write index: {exc.strerror or exc}") from exc
 
@@ -283,6 +297,42 @@ class FileSegment(Segment):
         self._next_offset = next_offset
         self._verified_end = position
         self.damage = None
+
+    def keep_after_damage(self, damage: Damage) -> Truncation | None:
+        """Recovery found `damage` in this (active) segment: is it mid-file damage?
+
+        If the damaged batch's length still leads to an intact batch with the offsets that should
+        follow, the damage is not a torn tail: keep the batches after it (cutting only a torn
+        tail past them, described by the returned `Truncation`, which may remove 0 bytes), record
+        the damage, and go on appending after them. Otherwise return None: the caller truncates
+        at the damage.
+        """
+        try:
+            header = parse_header(self._read_at(damage.position, BATCH_OVERHEAD))
+        except CorruptRecordError:
+            return None
+        following = damage.position + header.size
+        if following >= self._size:
+            return None
+        scanner = BatchScanner(
+            self._read_at,
+            self._size,
+            position=following,
+            expected_offset=damage.offset + header.last_offset_delta + 1,
+        )
+        for _ in scanner:
+            pass
+        if scanner.batches == 0:
+            return None
+        end = scanner.position
+        cut = Truncation(self.path, end, scanner.next_offset or damage.offset, self._size - end, "torn tail")
+        if end < self._size:
+            self._truncate_bytes(end)
+            self._size = end
+        self._next_offset = scanner.next_offset or damage.offset
+        self._verified_end = damage.position
+        self.damage = damage
+        return cut
 
     def force_next_offset(self, next_offset: int) -> None:
         """A closed segment ends where the next begins, even if damage hides its last batches."""

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Protocol
 
-__all__ = ["Buffer", "FileHandle", "FileSystem", "OsFileSystem", "write_atomic"]
+__all__ = ["Buffer", "FileHandle", "FileSystem", "OsFileSystem", "remove_tree", "write_atomic"]
 
 Buffer = bytes | bytearray | memoryview
 OpenMode = Literal["r", "a", "w"]
@@ -107,6 +107,18 @@ def write_atomic(fs: FileSystem, path: str, data: bytes) -> None:
         handle.close()
     fs.rename(tmp, path)
     fs.fsync_dir(os.path.dirname(path) or ".")
+
+
+def remove_tree(fs: FileSystem, path: str) -> None:
+    """Delete a directory and everything below it, then make that durable in its parent."""
+    for name in fs.list_dir(path):
+        child = os.path.join(path, name)
+        if fs.is_dir(child):
+            remove_tree(fs, child)
+        else:
+            fs.unlink(child)
+    fs.remove_dir(path)
+    fs.fsync_dir(os.path.dirname(path.rstrip("/")) or ".")
 
 
 class _OsFile:

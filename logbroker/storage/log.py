@@ -23,7 +23,7 @@ from typing import Protocol
 import attrs
 
 from logbroker.errors import CorruptLogError, LogReadOnlyError, OffsetOutOfRangeError, RecordListTooLargeError
-from logbroker.records.batch import OFFSET, validate_batches
+from logbroker.records.batch import OFFSET, BatchHeader, validate_batches
 from logbroker.storage.config import LogConfig
 from logbroker.storage.fs import Buffer, FileHandle, FileSystem
 from logbroker.storage.memory_segment import MemorySegment
@@ -177,16 +177,18 @@ class PartitionLog:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, data: Buffer, now_ms: int) -> int:
+    def append(self, data: Buffer, now_ms: int, *, headers: Sequence[BatchHeader] | None = None) -> int:
         """Validate one or more whole batches, stamp their offsets, append them; return the first.
 
+        `headers` are those `validate_batches(data)` returned, when the caller validated already.
         Raises `CorruptRecordError`/`InvalidRecordError` for bad batches (nothing is written),
         `StorageError` when the write fails (nothing is stored; retriable) and
         `LogReadOnlyError` once the log has stopped taking writes.
         """
         self._check_writable()
         with memoryview(data) as view:
-            headers = validate_batches(view)
+            if headers is None:
+                headers = validate_batches(view)
             total = len(view)
             if total > self.config.segment_bytes:
                 raise RecordListTooLargeError(
@@ -251,7 +253,9 @@ class PartitionLog:
     def roll_if_due(self, now_ms: int) -> bool:
         """Roll the active segment if it is older than `segment.ms`; True if it rolled."""
         active = self._segments[-1]
-        if self._read_only is None and active.size and now_ms - active.created_ms > self.config.segment_ms:
+        if self._closed or self._read_only is not None:
+            return False
+        if active.size and now_ms - active.created_ms > self.config.segment_ms:
             self.roll(now_ms)
             return True
         return False
@@ -292,6 +296,10 @@ class PartitionLog:
         doomed = segments[:doomed_count]
         del segments[:doomed_count]
         del self._bases[:doomed_count]
+        if self._damaged is not None and self._damaged[1].offset < new_start:
+            self._damaged = None  # the damaged segment is gone
+            for segment in segments:
+                self._note_damage(segment)
         self._store.delete_segments(doomed)
         return doomed_count
 
@@ -305,12 +313,20 @@ class PartitionLog:
 
     def prepare_flush(self) -> FlushJob | None:
         """An fsync covering every append so far, or None when there is nothing to make durable."""
-        if not self._store.durable or self._read_only is not None or self._flushed >= self.next_offset:
+        if (
+            not self._store.durable
+            or self._closed
+            or self._read_only is not None
+            or self._flushed >= self.next_offset
+        ):
             return None
         return FlushJob(self.next_offset, self._store.flush_handles(self._segments[-1]))
 
     def complete_flush(self, job: FlushJob) -> None:
-        self._flushed = max(self._flushed, job.target_offset)
+        # After any failed fsync nothing more counts as durable, even if a later fsync reports
+        # success: Linux may have dropped the dirty pages and cleared the error ("fsyncgate").
+        if self._read_only is None:
+            self._flushed = max(self._flushed, job.target_offset)
 
     def fail_flush(self, job: FlushJob, error: BaseException) -> None:
         self._read_only = f"fsync failed: {error}"
@@ -353,7 +369,7 @@ class PartitionLog:
         chunks: list[bytes] = []
         remaining = max_bytes
         for segment in self._segments[i:]:
-            if offset >= stop or remaining <= 0:
+            if offset >= stop or (remaining <= 0 and chunks):
                 break
             try:
                 data, next_offset = segment.read(offset, remaining, stop, min_one=not chunks)
@@ -397,6 +413,7 @@ class PartitionLog:
         try:
             if self._read_only is None:
                 self._store.close(self._segments[-1])
+                self._flushed = self.next_offset  # sealing fsynced everything
         finally:
             for segment in self._segments:
                 segment.close()

@@ -37,6 +37,7 @@ from logbroker.storage.file_segment import (
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     FileSegment,
+    Truncation,
     parse_log_file_name,
 )
 from logbroker.storage.fs import FileHandle, FileSystem, write_atomic
@@ -47,17 +48,6 @@ __all__ = ["CLEAN_SHUTDOWN_FILE", "LOG_START_FILE", "PartitionDirectory", "Recov
 LOG_START_FILE = "log-start-offset"
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 TMP_SUFFIX = ".tmp"
-
-
-@attrs.frozen
-class Truncation:
-    """Bytes cut from the tail of the active segment when it was recovered."""
-
-    path: str
-    position: int
-    offset: int
-    bytes_removed: int
-    reason: str
 
 
 @attrs.define
@@ -214,6 +204,13 @@ class PartitionDirectory:
             if base is not None and not name.endswith(LOG_SUFFIX) and base not in bases:
                 self._remove(name, report)  # an index whose segment is gone
 
+        # Retention only ever persists the base offset of a segment it keeps, so a log start that
+        # is not one is not trusted - and nothing is deleted on its word.
+        if log_start is not None and bases and log_start not in bases:
+            report.notes.append(
+                f"{LOG_START_FILE} says {log_start}, which is not the start of any segment; ignored"
+            )
+            log_start = None
         # Segments wholly below the log start: a retention interrupted after it moved the start.
         while log_start is not None and len(bases) > 1 and bases[1] <= log_start:
             self._remove_segment_files(bases.pop(0), report)
@@ -229,9 +226,20 @@ class PartitionDirectory:
             return [segment], base
 
         segments: list[Segment] = []
-        for i, base in enumerate(bases[:-1]):
-            segments.append(self._open_closed(base, bases[i + 1], now_ms, report))
-        segments.append(self._open_active(bases[-1], marker, now_ms, report))
+        try:
+            for i, base in enumerate(bases):
+                segment = FileSegment.open_existing(
+                    self.fs, self.directory, base, self.config.index_interval_bytes, now_ms
+                )
+                segments.append(segment)
+                if i < len(bases) - 1:
+                    self._recover_closed(segment, bases[i + 1], report)
+                else:
+                    self._recover_active(segment, marker, now_ms, report)
+        except BaseException:
+            for segment in segments:
+                segment.close()
+            raise
 
         first = segments[0].base_offset
         if log_start is None:
@@ -239,14 +247,7 @@ class PartitionDirectory:
                 f"no valid {LOG_START_FILE} file: the log starts at its first segment, offset {first}"
             )
             log_start = first
-        elif log_start < first:
-            log_start = first
-        elif log_start > segments[-1].next_offset:
-            report.notes.append(
-                f"{LOG_START_FILE} says {log_start}, past the end of the log ({segments[-1].next_offset}); ignored"
-            )
-            log_start = first
-        return segments, log_start
+        return segments, max(log_start, first)
 
     def _take_clean_marker(self, names: list[str], report: RecoveryReport) -> dict[str, int] | None:
         if CLEAN_SHUTDOWN_FILE not in names:
@@ -256,7 +257,7 @@ class PartitionDirectory:
         try:
             loaded = json.loads(self.fs.read_file(path))
             marker = {k: int(loaded[k]) for k in ("segment", "size", "next_offset")}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             report.notes.append(f"unreadable {CLEAN_SHUTDOWN_FILE} marker ignored")
             marker = None
         # Removed before anything else changes: a crash from here on is an unclean shutdown.
@@ -274,12 +275,9 @@ class PartitionDirectory:
             return None
         return value if value >= 0 else None
 
-    def _open_closed(self, base: int, next_base: int, now_ms: int, report: RecoveryReport) -> Segment:
-        segment = FileSegment.open_existing(
-            self.fs, self.directory, base, self.config.index_interval_bytes, now_ms
-        )
+    def _recover_closed(self, segment: FileSegment, next_base: int, report: RecoveryReport) -> None:
         if segment.load_index(next_base):
-            return segment
+            return
         report.rebuilt_indexes.append(segment.path)
         report.bytes_scanned += segment.size
         try:
@@ -300,17 +298,13 @@ class PartitionDirectory:
             else:
                 segment.write_index_files()
         segment.force_next_offset(next_base)
-        return segment
 
-    def _open_active(
-        self, base: int, marker: dict[str, int] | None, now_ms: int, report: RecoveryReport
-    ) -> Segment:
-        segment = FileSegment.open_existing(
-            self.fs, self.directory, base, self.config.index_interval_bytes, now_ms
-        )
+    def _recover_active(
+        self, segment: FileSegment, marker: dict[str, int] | None, now_ms: int, report: RecoveryReport
+    ) -> None:
         if (
             marker is not None
-            and marker["segment"] == base
+            and marker["segment"] == segment.base_offset
             and marker["size"] == segment.size
             and segment.load_index(marker["next_offset"])
         ):
@@ -323,14 +317,21 @@ class PartitionDirectory:
                 segment.verify_all()
             except DamageError as found:
                 damage = found.damage
-                removed = segment.size - damage.position
-                report.truncations.append(
-                    Truncation(segment.path, damage.position, damage.offset, removed, damage.reason)
-                )
-                segment.truncate_to_position(damage.position, damage.offset)
+                cut = segment.keep_after_damage(damage)
+                if cut is not None:
+                    # Not a torn tail: an intact batch follows the damaged one, so both were
+                    # written before the crash. Keep them and refuse to serve from the damage on.
+                    self._record_damage(segment, damage, report)
+                    if cut.bytes_removed:
+                        report.truncations.append(cut)
+                else:
+                    removed = segment.size - damage.position
+                    report.truncations.append(
+                        Truncation(segment.path, damage.position, damage.offset, removed, damage.reason)
+                    )
+                    segment.truncate_to_position(damage.position, damage.offset)
             segment.fsync()
         segment.created_ms = self._rolling_base(segment, now_ms)
-        return segment
 
     def _rolling_base(self, segment: FileSegment, now_ms: int) -> int:
         """When a recovered active segment counts as created, for `segment.ms`.

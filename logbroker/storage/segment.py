@@ -184,15 +184,26 @@ class Segment(abc.ABC):
         """The first offset whose record timestamp is at least `timestamp`, or None."""
         if self._index.max_timestamp == NO_TIMESTAMP or self._index.max_timestamp < timestamp:
             return None
-        older = self._index.lookup_time(timestamp)
-        first_candidate = self.base_offset if older is None else older + 1
-        entry_offset, entry_position = self._index.lookup(first_candidate)
-        scanner = self._walk(entry_position, entry_offset)
-        for position, header in scanner:
-            if header.next_offset > first_candidate and header.max_timestamp >= timestamp:
-                found = self._first_record_since(position, header, timestamp)
-                if found is not None:
-                    return found
+        for attempt in range(2):
+            older = self._index.lookup_time(timestamp)
+            first_candidate = self.base_offset if older is None else older + 1
+            entry_offset, entry_position = self._index.lookup(first_candidate)
+            scanner = self._walk(entry_position, entry_offset)
+            for position, header in scanner:
+                if header.next_offset > first_candidate and header.max_timestamp >= timestamp:
+                    found = self._first_record_since(position, header, timestamp)
+                    if found is not None:
+                        return found
+            if scanner.problem is None:
+                return None
+            if attempt == 0:
+                self._repair_index()  # an index entry may have sent the walk astray
+                continue
+            self._note_damage(
+                Damage(
+                    scanner.problem.position, scanner.problem.offset or entry_offset, scanner.problem.reason
+                )
+            )
         return None
 
     def truncate_to(self, offset: int) -> None:
@@ -227,6 +238,28 @@ class Segment(abc.ABC):
         If the batches are not intact the index covers those before the damage, `next_offset`
         is where they end, and `DamageError` is raised.
         """
+        index, scanner = self._scan_index(check_crc)
+        self._index = index
+        self._next_offset = scanner.next_offset if scanner.next_offset is not None else self.base_offset
+        if scanner.problem is not None:
+            problem = scanner.problem
+            raise DamageError(Damage(problem.position, self._next_offset, problem.reason))
+
+    def _repair_index(self) -> None:
+        """Replace an index that led a walk astray with one built from the batches themselves.
+
+        Damage the scan finds is recorded (reads at and past it are refused); the segment's
+        `next_offset` is left as it is.
+        """
+        index, scanner = self._scan_index(check_crc=False)
+        self._index = index
+        if scanner.problem is not None:
+            problem = scanner.problem
+            self._note_damage(
+                Damage(problem.position, scanner.next_offset or self.base_offset, problem.reason)
+            )
+
+    def _scan_index(self, check_crc: bool) -> tuple[SegmentIndex, BatchScanner]:
         index = SegmentIndex(self.base_offset, self._index_interval)
         scanner = BatchScanner(
             self._read_at, self._size, expected_offset=self.base_offset, check_crc=check_crc
@@ -234,11 +267,7 @@ class Segment(abc.ABC):
         for position, header in scanner:
             index.track(position, header.base_offset, header.last_offset, header.max_timestamp, header.size)
         index.seal()
-        self._index = index
-        self._next_offset = scanner.next_offset if scanner.next_offset is not None else self.base_offset
-        if scanner.problem is not None:
-            problem = scanner.problem
-            raise DamageError(Damage(problem.position, self._next_offset, problem.reason))
+        return index, scanner
 
     def _walk(self, position: int, expected_offset: int) -> BatchScanner:
         return BatchScanner(
@@ -264,7 +293,9 @@ class Segment(abc.ABC):
                 if header.next_offset > offset:
                     return position, header
             if attempt == 0 and entry_position > 0:
-                self.rebuild_index()
+                self._repair_index()
+                if self.damage is not None and offset >= self.damage.offset:
+                    raise DamageError(self.damage)
                 continue
             problem = scanner.problem
             if problem is None:
@@ -276,18 +307,27 @@ class Segment(abc.ABC):
 
     def _extend(self, end: int, next_offset: int, limit: int, stop: int) -> tuple[int, int]:
         """Move the end of a read past more whole batches while they fit under `limit`."""
-        entry = self._index.last_entry_within(limit, stop)
-        position, expected = end, next_offset
-        if entry is not None and entry[1] > position:
-            expected, position = entry
-        scanner = self._walk(position, expected)
-        for batch_position, header in scanner:
-            if header.base_offset >= stop or batch_position + header.size > limit:
-                return batch_position, header.base_offset
-        if scanner.problem is not None:
+        for attempt in range(2):
+            entry = self._index.last_entry_within(limit, stop)
+            position, expected = end, next_offset
+            jumped = entry is not None and entry[1] > position
+            if entry is not None and jumped:
+                expected, position = entry
+            scanner = self._walk(position, expected)
+            for batch_position, header in scanner:
+                if header.base_offset >= stop or batch_position + header.size > limit:
+                    return batch_position, header.base_offset
+            if scanner.problem is None:
+                return scanner.position, scanner.next_offset or expected
+            if attempt == 0 and jumped:
+                self._repair_index()  # the entry the walk started from may be wrong
+                if self.damage is not None:
+                    stop = min(stop, self.damage.offset)
+                continue
             problem = scanner.problem
             self._note_damage(Damage(problem.position, problem.offset or expected, problem.reason))
-        return scanner.position, scanner.next_offset or expected
+            return scanner.position, scanner.next_offset or expected
+        raise AssertionError("unreachable")
 
     def _first_record_since(self, position: int, header: BatchHeader, timestamp: int) -> int | None:
         if header.log_append_time:
