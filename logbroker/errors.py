@@ -11,15 +11,29 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BrokerUnavailableError",
+    "ConnectionClosedError",
     "CorruptLogError",
     "CorruptRecordError",
+    "FrameTooLargeError",
+    "InvalidConfigError",
+    "InvalidPartitionsError",
     "InvalidRecordError",
+    "InvalidRequestError",
+    "InvalidTimestampError",
+    "InvalidTopicError",
     "LogReadOnlyError",
     "LogbrokerError",
+    "MessageTooLargeError",
     "OffsetOutOfRangeError",
+    "ProtocolError",
     "RecordListTooLargeError",
+    "RequestTimedOutError",
     "StorageError",
+    "TopicAlreadyExistsError",
+    "UnknownTopicOrPartitionError",
     "UnsupportedCompressionError",
+    "UnsupportedVersionError",
     "for_code",
 ]
 
@@ -41,6 +55,14 @@ class LogbrokerError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.name
+
+    @staticmethod
+    def from_wire(code: int, message: str | None) -> LogbrokerError:
+        """The exception an error response stands for (on the client side of a connection)."""
+        cls = LogbrokerError._by_code.get(code, LogbrokerError)
+        error = cls.__new__(cls)
+        Exception.__init__(error, message or cls.name)
+        return error
 
 
 class CorruptRecordError(LogbrokerError):
@@ -114,6 +136,96 @@ class CorruptLogError(LogbrokerError):
         self.position = position
         self.offset = offset
         self.reason = reason
+
+
+class UnknownTopicOrPartitionError(LogbrokerError):
+    """The topic or partition does not exist."""
+
+    code = 3
+    name = "UNKNOWN_TOPIC_OR_PARTITION"
+
+
+class RequestTimedOutError(LogbrokerError):
+    """The request did not complete in time (for a produce: its records may still be stored)."""
+
+    code = 7
+    name = "REQUEST_TIMED_OUT"
+    retriable = True
+
+
+class BrokerUnavailableError(LogbrokerError):
+    """The broker is shutting down or cannot be reached."""
+
+    code = 8
+    name = "BROKER_NOT_AVAILABLE"
+    retriable = True
+
+
+class MessageTooLargeError(LogbrokerError):
+    """A batch larger than the topic's `max.message.bytes`, or a frame larger than the limit."""
+
+    code = 10
+    name = "MESSAGE_TOO_LARGE"
+
+
+class InvalidTopicError(LogbrokerError):
+    """A topic name that is not allowed."""
+
+    code = 17
+    name = "INVALID_TOPIC_EXCEPTION"
+
+
+class InvalidTimestampError(LogbrokerError):
+    """A record timestamp outside what the topic accepts."""
+
+    code = 32
+    name = "INVALID_TIMESTAMP"
+
+
+class UnsupportedVersionError(LogbrokerError):
+    """A request kind or version the broker does not speak."""
+
+    code = 35
+    name = "UNSUPPORTED_VERSION"
+
+
+class TopicAlreadyExistsError(LogbrokerError):
+    code = 36
+    name = "TOPIC_ALREADY_EXISTS"
+
+
+class InvalidPartitionsError(LogbrokerError):
+    code = 37
+    name = "INVALID_PARTITIONS"
+
+
+class InvalidConfigError(LogbrokerError):
+    """A topic or server setting that is unknown or out of range."""
+
+    code = 40
+    name = "INVALID_CONFIG"
+
+
+class InvalidRequestError(LogbrokerError):
+    """A request that is well-formed but makes no sense (e.g. a negative max_bytes)."""
+
+    code = 42
+    name = "INVALID_REQUEST"
+
+
+class ProtocolError(LogbrokerError):
+    """Bytes on a connection that are not the protocol: the connection is closed."""
+
+    code = 42
+    name = "INVALID_REQUEST"
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame whose length prefix exceeds the limit; refused before anything is allocated."""
+
+
+class ConnectionClosedError(BrokerUnavailableError):
+    """The connection to the broker closed (or could not be opened)."""
 
 
 def for_code(code: int) -> type[LogbrokerError]:

@@ -15,7 +15,12 @@ import click
 from logbroker import __version__
 from logbroker.errors import LogbrokerError
 
+from .common import single_error
+from .consume import consume
 from .inspect import dump, verify
+from .produce import produce
+from .serve import serve
+from .topics import topics
 
 __all__ = ["cli", "main"]
 
@@ -23,7 +28,10 @@ __all__ = ["cli", "main"]
 class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except BaseExceptionGroup as group:
+                raise single_error(group) from None
         except LogbrokerError as exc:
             raise click.ClickException(exc.message) from None
         except BrokenPipeError:
@@ -39,13 +47,15 @@ def cli() -> None:
     """logbroker: a Kafka-style append-only log broker."""
 
 
-cli.add_command(dump)
-cli.add_command(verify)
+for command in (serve, topics, produce, consume, dump, verify):
+    cli.add_command(command)
 
 
 def main() -> None:
     try:
         cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
     except BrokenPipeError:
         # The reader went away (`logbroker dump ... | head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

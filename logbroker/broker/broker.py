@@ -1,0 +1,462 @@
+"""`Broker`: topics of partition logs, and the produce, fetch and list-offsets operations.
+
+The broker core is synchronous and reads no clock: time comes in as `now_ms`. Waiting - for an
+fsync before an ack, for data in a long poll - is the trio server's business; the core says what
+is durable (`flushed_offset` of each log) and what consumers may see (`high_watermark`).
+
+What consumers may see depends on the fsync policy: under `always` only what is fsynced (so a
+record a consumer read can never vanish in a power loss and have its offset reused); under
+`interval` and `never` everything appended.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Literal
+
+import attrs
+
+from logbroker.broker.names import check_topic_name, is_internal
+from logbroker.broker.topic_config import TopicConfig
+from logbroker.broker.topics import CATALOGUE_FILE, TopicEntry, TopicStore
+from logbroker.errors import (
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidRecordError,
+    InvalidRequestError,
+    InvalidTimestampError,
+    MessageTooLargeError,
+    OffsetOutOfRangeError,
+    StorageError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from logbroker.records.batch import BatchHeader, validate_batches
+from logbroker.storage.fs import Buffer, FileSystem, OsFileSystem, remove_tree
+from logbroker.storage.log import PartitionLog
+from logbroker.storage.partition_dir import RecoveryReport
+
+__all__ = [
+    "Broker",
+    "BrokerOptions",
+    "FetchResult",
+    "FsyncPolicy",
+    "PartitionInfo",
+    "ProduceResult",
+    "TopicInfo",
+]
+
+MAX_PARTITIONS = 10_000
+_PARTITION_DIR = re.compile(r"(?P<topic>.+)-(?P<partition>\d+)")
+
+
+@attrs.frozen
+class FsyncPolicy:
+    """When appends are fsynced: `always` (before the ack), `interval:<ms>`, or `never`."""
+
+    mode: Literal["always", "interval", "never"] = "always"
+    interval_ms: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> FsyncPolicy:
+        text = text.strip()
+        if text in ("always", "never"):
+            return cls(text)  # type: ignore[arg-type]
+        if text.startswith("interval:"):
+            try:
+                ms = int(text.partition(":")[2])
+            except ValueError:
+                ms = -1
+            if ms > 0:
+                return cls("interval", ms)
+        raise InvalidConfigError(f"fsync must be 'always', 'interval:<ms>' (ms > 0) or 'never', not {text!r}")
+
+    def __str__(self) -> str:
+        return f"interval:{self.interval_ms}" if self.mode == "interval" else self.mode
+
+
+@attrs.frozen
+class BrokerOptions:
+    fsync: FsyncPolicy = attrs.Factory(FsyncPolicy)
+    auto_create_topics: bool = False
+    default_partitions: int = 1
+    topic_defaults: TopicConfig = attrs.Factory(TopicConfig)
+
+
+@attrs.frozen
+class PartitionInfo:
+    partition: int
+    log_start_offset: int
+    high_watermark: int
+    log_end_offset: int
+    size_bytes: int
+    segments: int
+    damage: str | None = None
+    read_only: str | None = None
+
+
+@attrs.frozen
+class TopicInfo:
+    name: str
+    partitions: int
+    config: dict[str, str]
+    internal: bool
+    created_ms: int
+    partition_info: list[PartitionInfo] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ProduceResult:
+    log: PartitionLog
+    base_offset: int
+    next_offset: int
+
+
+@attrs.frozen
+class FetchResult:
+    data: bytes
+    high_watermark: int
+    log_start_offset: int
+    log_end_offset: int
+
+
+@attrs.define
+class _Topic:
+    entry: TopicEntry
+    config: TopicConfig
+    logs: list[PartitionLog]
+
+
+class Broker:
+    """Topics and their partition logs, in a data directory or in memory."""
+
+    def __init__(
+        self,
+        options: BrokerOptions,
+        fs: FileSystem | None,
+        data_dir: str | None,
+        now_ms: int,
+    ) -> None:
+        self.options = options
+        self._fs = fs
+        self.data_dir = data_dir
+        self._store = TopicStore(fs, data_dir)
+        self._topics: dict[str, _Topic] = {}
+        self._dirty: dict[int, PartitionLog] = {}
+        #: What opening each partition found (file brokers), and anything else start-up did.
+        self.recovery: list[RecoveryReport] = []
+        self.notes: list[str] = []
+        for entry in self._store:
+            self._topics[entry.name] = self._open_topic(entry, now_ms)
+        self._remove_leftovers()
+
+    @classmethod
+    def open(
+        cls, data_dir: str, options: BrokerOptions | None = None, *, fs: FileSystem | None = None, now_ms: int
+    ) -> Broker:
+        """Open (or create) the broker's data directory and every partition log in it."""
+        fs = fs or OsFileSystem()
+        try:
+            fs.make_dirs(data_dir)
+        except OSError as exc:
+            raise StorageError(
+                f"{data_dir}: cannot create the data directory: {exc.strerror or exc}"
+            ) from exc
+        return cls(options or BrokerOptions(), fs, os.path.abspath(data_dir), now_ms)
+
+    @classmethod
+    def in_memory(cls, options: BrokerOptions | None = None, *, now_ms: int = 0) -> Broker:
+        """A broker whose topics live in memory only."""
+        return cls(options or BrokerOptions(), None, None, now_ms)
+
+    @property
+    def durable(self) -> bool:
+        return self._fs is not None
+
+    # -- topics --------------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: Mapping[str, str] | None = None,
+        *,
+        now_ms: int,
+        internal_ok: bool = False,
+    ) -> TopicInfo:
+        check_topic_name(name, internal_ok=internal_ok)
+        if name in self._topics:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        count = self.options.default_partitions if partitions is None else partitions
+        if not 1 <= count <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(f"a topic has 1 to {MAX_PARTITIONS} partitions, not {count}")
+        overrides = {str(k): str(v) for k, v in (config or {}).items()}
+        self.options.topic_defaults.with_overrides(overrides)  # refuse bad settings before any I/O
+        entry = TopicEntry(name, count, overrides, now_ms)
+        if self._fs is not None and self.data_dir is not None:
+            for partition in range(count):
+                leftover = self._partition_dir(name, partition)
+                if self._fs.exists(leftover):  # from a delete a crash interrupted
+                    remove_tree(self._fs, leftover)
+        topic = self._open_topic(entry, now_ms)
+        try:
+            self._store.add(entry)
+        except StorageError:
+            for log in topic.logs:
+                log.close()
+            raise
+        self._topics[name] = topic
+        return self._info(topic, details=True)
+
+    def delete_topic(self, name: str) -> None:
+        """Forget the topic and delete its files before returning."""
+        topic = self._topic(name)
+        self._store.remove(name)
+        del self._topics[name]
+        for log in topic.logs:
+            self._dirty.pop(id(log), None)
+            try:
+                log.close()
+            except StorageError:
+                pass  # its files are deleted next
+        if self._fs is not None:
+            for partition in range(len(topic.logs)):
+                try:
+                    remove_tree(self._fs, self._partition_dir(name, partition))
+                except OSError as exc:
+                    raise StorageError(
+                        f"topic {name!r} is deleted but its files could not all be removed "
+                        f"({exc.strerror or exc}); they are removed at the next start"
+                    ) from exc
+
+    def list_topics(self, *, include_internal: bool = False) -> list[TopicInfo]:
+        return [
+            self._info(t, details=False)
+            for name, t in sorted(self._topics.items())
+            if include_internal or not is_internal(name)
+        ]
+
+    def describe_topic(self, name: str) -> TopicInfo:
+        return self._info(self._topic(name), details=True)
+
+    def partition_count(self, name: str, *, now_ms: int) -> int:
+        return len(self._topic(name, now_ms=now_ms).logs)
+
+    def has_topic(self, name: str) -> bool:
+        return name in self._topics
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def produce(self, topic: str, partition: int, data: Buffer, *, now_ms: int) -> ProduceResult:
+        """Validate the batches in `data` against the topic's rules and append them.
+
+        The records are acked once `result.log.flushed_offset >= result.next_offset` under the
+        `always` policy, at once under the others.
+        """
+        entry = self._topic(topic, now_ms=now_ms)
+        log = self._log(entry, partition)
+        headers = check_batches(data, entry.config, now_ms, topic)
+        base = log.append(data, now_ms, headers=headers)
+        if self._fs is not None and self.options.fsync.mode != "never":
+            self._dirty[id(log)] = log
+        return ProduceResult(log, base, log.next_offset)
+
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int, *, now_ms: int) -> FetchResult:
+        """Whole batches from `offset` up to what consumers may see (see `high_watermark`).
+
+        The first batch comes whole even if larger than `max_bytes` (so a reader always moves
+        on); `max_bytes` 0 reads nothing and only reports the partition's offsets.
+        """
+        if max_bytes < 0:
+            raise InvalidRequestError(f"max_bytes must not be negative, not {max_bytes}")
+        log = self._log(self._topic(topic, now_ms=now_ms), partition)
+        high_watermark = self.high_watermark(log)
+        end = log.next_offset
+        if offset < log.log_start_offset or offset > end:
+            raise OffsetOutOfRangeError(offset, log.log_start_offset, end)
+        data = (
+            log.read(offset, max_bytes, end_offset=high_watermark)
+            if offset < high_watermark and max_bytes
+            else b""
+        )
+        return FetchResult(data, high_watermark, log.log_start_offset, end)
+
+    def list_offset(self, topic: str, partition: int, spec: str | int, *, now_ms: int) -> int | None:
+        """'earliest', 'latest', or a timestamp (ms): the first offset at or after it, or None."""
+        log = self._log(self._topic(topic, now_ms=now_ms), partition)
+        if spec == "earliest":
+            return log.log_start_offset
+        if spec == "latest":
+            return self.high_watermark(log)
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            found = log.offset_for_timestamp(spec)
+            return found if found is None or found < self.high_watermark(log) else None
+        raise InvalidRequestError(f"list offsets takes 'earliest', 'latest' or a timestamp, not {spec!r}")
+
+    def high_watermark(self, log: PartitionLog) -> int:
+        """The end of what consumers may see: the flushed offset under `fsync=always`."""
+        if self.options.fsync.mode == "always":
+            return log.flushed_offset
+        return log.next_offset
+
+    def log(self, topic: str, partition: int) -> PartitionLog:
+        return self._log(self._topic(topic), partition)
+
+    def logs(self) -> Iterator[tuple[str, int, PartitionLog]]:
+        for name, topic in self._topics.items():
+            for partition, log in enumerate(topic.logs):
+                yield name, partition, log
+
+    def take_dirty(self) -> list[PartitionLog]:
+        """The logs appended to since the last call: what a flush must cover."""
+        dirty = list(self._dirty.values())
+        self._dirty.clear()
+        return dirty
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Roll segments past `segment.ms` and delete what retention allows; segments deleted."""
+        deleted = 0
+        for _, _, log in self.logs():
+            try:
+                log.roll_if_due(now_ms)
+                deleted += log.apply_retention(now_ms)
+            except StorageError as exc:
+                self.notes.append(str(exc))
+        return deleted
+
+    def close(self) -> None:
+        """Flush and close every log, marking clean shutdowns; raises the first failure."""
+        failure: StorageError | None = None
+        for _, _, log in self.logs():
+            try:
+                log.close()
+            except StorageError as exc:
+                failure = failure or exc
+        self._topics.clear()
+        if failure is not None:
+            raise failure
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _topic(self, name: str, *, now_ms: int | None = None) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is not None:
+            return topic
+        if now_ms is not None and self.options.auto_create_topics and not is_internal(name):
+            check_topic_name(name)
+            self.create_topic(name, now_ms=now_ms)
+            return self._topics[name]
+        check_topic_name(name, internal_ok=True)
+        raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+
+    def _log(self, topic: _Topic, partition: int) -> PartitionLog:
+        if not 0 <= partition < len(topic.logs):
+            raise UnknownTopicOrPartitionError(
+                f"topic {topic.entry.name!r} has partitions 0 to {len(topic.logs) - 1}, not {partition}"
+            )
+        return topic.logs[partition]
+
+    def _partition_dir(self, topic: str, partition: int) -> str:
+        assert self.data_dir is not None
+        return os.path.join(self.data_dir, f"{topic}-{partition}")
+
+    def _open_topic(self, entry: TopicEntry, now_ms: int) -> _Topic:
+        config = self.options.topic_defaults.with_overrides(entry.config)
+        log_config = config.log_config()
+        logs: list[PartitionLog] = []
+        try:
+            for partition in range(entry.partitions):
+                if self._fs is None:
+                    logs.append(PartitionLog.in_memory(log_config, now_ms=now_ms))
+                else:
+                    log = PartitionLog.open(
+                        self._fs, self._partition_dir(entry.name, partition), log_config, now_ms=now_ms
+                    )
+                    if log.recovery is not None:
+                        self.recovery.append(log.recovery)
+                    logs.append(log)
+        except BaseException:
+            for log in logs:
+                log.close()
+            raise
+        return _Topic(entry, config, logs)
+
+    def _remove_leftovers(self) -> None:
+        """Partition directories of topics the catalogue no longer has: a delete a crash cut short."""
+        if self._fs is None or self.data_dir is None:
+            return
+        for name in sorted(self._fs.list_dir(self.data_dir)):
+            path = os.path.join(self.data_dir, name)
+            if name == CATALOGUE_FILE + ".tmp":
+                self._fs.unlink(path)
+                self.notes.append(f"removed leftover {path}")
+                continue
+            match = _PARTITION_DIR.fullmatch(name)
+            if match is None or not self._fs.is_dir(path):
+                continue
+            topic = self._topics.get(match["topic"])
+            if topic is None or int(match["partition"]) >= len(topic.logs):
+                remove_tree(self._fs, path)
+                self.notes.append(f"removed {path}: its topic was deleted")
+
+    def _info(self, topic: _Topic, *, details: bool) -> TopicInfo:
+        entry = topic.entry
+        partitions = []
+        if details:
+            for partition, log in enumerate(topic.logs):
+                damage = log.damage
+                partitions.append(
+                    PartitionInfo(
+                        partition,
+                        log.log_start_offset,
+                        self.high_watermark(log),
+                        log.next_offset,
+                        log.size_bytes,
+                        len(log.segments),
+                        str(damage) if damage is not None else None,
+                        log.read_only_reason,
+                    )
+                )
+        return TopicInfo(
+            entry.name,
+            entry.partitions,
+            topic.config.to_kafka(),
+            is_internal(entry.name),
+            entry.created_ms,
+            partitions,
+        )
+
+
+def check_batches(data: Buffer, config: TopicConfig, now_ms: int, topic: str) -> list[BatchHeader]:
+    """Validate produced batches against the record format and the topic's rules."""
+    headers = validate_batches(data)
+    for header in headers:
+        if header.size > config.max_message_bytes:
+            raise MessageTooLargeError(
+                f"a batch of {header.size} bytes is larger than max.message.bytes "
+                f"({config.max_message_bytes}) of topic {topic!r}"
+            )
+        if header.base_offset != 0:
+            raise InvalidRecordError(f"produced batches carry base offset 0, not {header.base_offset}")
+        if header.is_control:
+            raise InvalidRecordError("control batches are written by the broker only")
+        if header.producer_id >= 0 and header.base_sequence < 0:
+            raise InvalidRecordError("a batch with a producer id needs a base sequence")
+        if header.log_append_time:
+            raise InvalidTimestampError("producers send CreateTime batches; the broker sets LogAppendTime")
+        after, before = config.timestamp_after_max_ms, config.timestamp_before_max_ms
+        if after >= 0 and header.max_timestamp > now_ms + after:
+            raise InvalidTimestampError(
+                f"timestamp {header.max_timestamp} is more than message.timestamp.after.max.ms ({after}) "
+                f"ahead of the broker's clock ({now_ms})"
+            )
+        if before >= 0 and 0 <= header.base_timestamp < now_ms - before:
+            raise InvalidTimestampError(
+                f"timestamp {header.base_timestamp} is more than message.timestamp.before.max.ms ({before}) "
+                f"behind the broker's clock ({now_ms})"
+            )
+    return headers

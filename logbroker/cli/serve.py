@@ -1,0 +1,164 @@
+"""`logbroker serve`: run the broker until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from typing import IO, Any
+
+import click
+import trio
+
+from logbroker import __version__
+from logbroker.broker.broker import Broker
+from logbroker.errors import StorageError
+from logbroker.server.config import ServerConfig
+from logbroker.server.server import Server
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("logbroker")
+
+_LIMITS = (
+    ("max_frame_bytes", int, "Largest request frame accepted (bytes)."),
+    ("max_fetch_bytes", int, "Largest fetch response built (bytes)."),
+    ("max_connections", int, "Connections served at once; more are refused."),
+    ("idle_timeout", float, "Close connections idle this long (s)."),
+    ("frame_timeout", float, "Close connections that take longer than this to send one frame (s)."),
+    ("max_in_flight", int, "Requests in flight per connection before the broker stops reading it."),
+    ("max_output_bytes", int, "Response bytes queued per connection before it counts as a slow reader."),
+    ("send_timeout", float, "Close connections that take no response data for this long (s)."),
+    ("retention_check_interval", float, "How often retention and time-based rolls run (s)."),
+    ("shutdown_timeout", float, "How long a graceful shutdown waits for requests in flight (s)."),
+    ("default_partitions", int, "Partitions of topics created without a count."),
+)
+
+
+def _limit_options(fn: Any) -> Any:
+    for name, kind, text in reversed(_LIMITS):
+        fn = click.option("--" + name.replace("_", "-"), name, type=kind, default=None, help=text)(fn)
+    return fn
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on.  [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="Port of the native protocol.  [default: 9400]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where topics are stored.  [default: ./data]",
+)
+@click.option(
+    "--memory", is_flag=True, default=None, help="Keep everything in memory (nothing survives a restart)."
+)
+@click.option(
+    "--fsync",
+    default=None,
+    metavar="always|interval:<ms>|never",
+    help="When appends are fsynced.  [default: always]",
+)
+@click.option("--auto-create-topics", is_flag=True, default=None, help="Create unknown topics on first use.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="[default: info]",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A TOML file with the same settings (flags win).",
+)
+@_limit_options
+def serve(config_file: str | None, **flags: Any) -> None:
+    """Run the broker until SIGINT or SIGTERM (then shut down cleanly and exit 0).
+
+    Durable by default: a produce is acked once it is fsynced (group commit). Prints
+    "logbroker listening on HOST:PORT" once it accepts connections.
+    """
+    config = ServerConfig.from_toml(config_file) if config_file else ServerConfig()
+    config = ServerConfig.from_mapping({k: v for k, v in flags.items() if v is not None}, config)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    lock = None if config.memory else _lock_data_dir(config.data_dir)
+    try:
+        trio.run(_serve, config)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _lock_data_dir(data_dir: str) -> IO[str]:
+    """One broker per data directory: a second one would corrupt it."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        lock = open(os.path.join(data_dir, ".lock"), "a+")  # noqa: SIM115 - held for the process's life
+    except OSError as exc:
+        raise StorageError(f"{data_dir}: cannot use the data directory: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StorageError(f"{data_dir} is in use by another logbroker process") from None
+    return lock
+
+
+async def _serve(config: ServerConfig) -> None:
+    now_ms = int(time.time() * 1000)
+    logger.info("logbroker %s starting: %s", __version__, config.describe())
+    if config.memory:
+        broker = Broker.in_memory(config.broker_options(), now_ms=now_ms)
+        logger.warning("memory storage: nothing survives a restart")
+    else:
+        broker = Broker.open(config.data_dir, config.broker_options(), now_ms=now_ms)
+        for report in broker.recovery:
+            (logger.warning if report.changed_data else logger.info)("recovery: %s", report.summary())
+        for note in broker.notes:
+            logger.warning("%s", note)
+        broker.notes.clear()
+        if config.fsync.mode == "interval":
+            logger.warning(
+                "fsync=%s: acked records may be lost in a power failure (up to %d ms of them); "
+                "they survive a crash of the process",
+                config.fsync,
+                config.fsync.interval_ms,
+            )
+        elif config.fsync.mode == "never":
+            logger.warning(
+                "fsync=never: acked records may be lost in a power failure; they survive a crash of the process"
+            )
+    server = Server(broker, config)
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def run_server(task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+                await server.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # shut down: stop watching for signals
+
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(run_server)
+                logger.info("listening on %s", server.address)
+                print(f"logbroker listening on {server.address}", flush=True)
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if server.handler.closing:
+                        logger.warning("second %s: stopping without waiting for requests in flight", name)
+                        nursery.cancel_scope.cancel()
+                        break
+                    logger.info("%s: shutting down", name)
+                    server.request_shutdown()
+    finally:
+        # Appends are synchronous, so even after a forced stop the logs are consistent: seal them
+        # and mark the clean shutdown.
+        broker.close()
+        logger.info("closed the data directory cleanly" if broker.durable else "stopped")

@@ -1,0 +1,201 @@
+"""`Client`: admin calls, raw produce and fetch, and the producer and consumer factories.
+
+    client = await logbroker.connect("127.0.0.1:9400")
+    await client.create_topic("orders", partitions=3)
+    async with client.producer() as producer:
+        await producer.send("orders", b"created", key=b"order-1")
+    async for message in client.consumer("orders"):
+        ...
+    await client.aclose()
+
+A client keeps one connection and opens a new one when the old one is lost (the request that
+saw it go down fails with `ConnectionClosedError`, which is retriable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import trio
+
+from logbroker.client.connection import BrokerConnection
+from logbroker.errors import LogbrokerError
+from logbroker.protocol.messages import (
+    CreateTopic,
+    DeleteTopic,
+    DescribeTopic,
+    DescribeTopicResponse,
+    Fetch,
+    FetchPartition,
+    FetchResponse,
+    Hello,
+    HelloResponse,
+    ListOffsets,
+    ListOffsetsResponse,
+    ListTopics,
+    ListTopicsResponse,
+    Message,
+    Produce,
+    ProduceResponse,
+    TopicSummary,
+)
+from logbroker.records import Compression, encode_batch
+
+if TYPE_CHECKING:
+    from logbroker.client.consumer import Consumer
+    from logbroker.client.producer import Producer
+
+__all__ = ["Client", "TopicDescription", "connect"]
+
+TopicDescription = DescribeTopicResponse
+OffsetSpec = Literal["earliest", "latest"] | int
+
+
+async def connect(
+    address: str = "127.0.0.1:9400", *, client_id: str = "logbroker-python", connect_timeout: float = 10.0
+) -> Client:
+    """Connect to a broker; raises `ConnectionClosedError` if it cannot be reached."""
+    client = Client(address, client_id=client_id, connect_timeout=connect_timeout)
+    await client._connection()
+    return client
+
+
+class Client:
+    def __init__(
+        self, address: str, *, client_id: str = "logbroker-python", connect_timeout: float = 10.0
+    ) -> None:
+        self.address = address
+        self.client_id = client_id
+        self.connect_timeout = connect_timeout
+        self._conn: BrokerConnection | None = None
+        self._connecting = trio.Lock()
+        self._closed = False
+        #: What the broker said about itself when this client connected.
+        self.broker_info: HelloResponse | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            await self._conn.aclose()
+            self._conn = None
+
+    async def _connection(self) -> BrokerConnection:
+        async with self._connecting:
+            if self._closed:
+                raise LogbrokerError("the client is closed")
+            if self._conn is None or self._conn.closed:
+                conn = await BrokerConnection.open(self.address, connect_timeout=self.connect_timeout)
+                try:
+                    response, _ = await conn.request(Hello(client_id=self.client_id))
+                except BaseException:
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose()
+                    raise
+                assert isinstance(response, HelloResponse)
+                self.broker_info = response
+                self._conn = conn
+            return self._conn
+
+    async def request(self, message: Message, payload: bytes = b"") -> tuple[Message, bytes]:
+        """Send one request; raise the error its response reports, if any."""
+        conn = await self._connection()
+        response, data = await conn.request(message, payload)
+        code = getattr(response, "error_code", 0)
+        if code:
+            raise LogbrokerError.from_wire(code, getattr(response, "error_message", None))
+        return response, data
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    async def create_topic(
+        self, name: str, partitions: int | None = None, config: Mapping[str, Any] | None = None
+    ) -> TopicDescription:
+        """Create a topic (`partitions` defaults to the broker's default, 1); `config` takes
+        Kafka's names: retention.ms, retention.bytes, segment.bytes, segment.ms, max.message.bytes."""
+        response, _ = await self.request(
+            CreateTopic(name, partitions, {str(k): str(v) for k, v in (config or {}).items()})
+        )
+        assert isinstance(response, DescribeTopicResponse)
+        return response
+
+    async def delete_topic(self, name: str) -> None:
+        await self.request(DeleteTopic(name))
+
+    async def list_topics(self, *, include_internal: bool = False) -> list[TopicSummary]:
+        response, _ = await self.request(ListTopics(include_internal))
+        assert isinstance(response, ListTopicsResponse)
+        return response.topics
+
+    async def describe_topic(self, name: str, *, allow_auto_create: bool = False) -> TopicDescription:
+        response, _ = await self.request(DescribeTopic(name, allow_auto_create))
+        assert isinstance(response, DescribeTopicResponse)
+        return response
+
+    async def list_offset(self, topic: str, partition: int, spec: OffsetSpec) -> int | None:
+        """'earliest', 'latest', or the first offset at or after a timestamp (ms); None if no
+        record is that new."""
+        response, _ = await self.request(ListOffsets(topic, partition, spec))
+        assert isinstance(response, ListOffsetsResponse)
+        return None if response.offset < 0 else response.offset
+
+    # -- data ----------------------------------------------------------------------------------
+
+    async def produce(
+        self,
+        topic: str,
+        values: Sequence[bytes | None],
+        *,
+        partition: int = 0,
+        keys: Sequence[bytes | None] | None = None,
+        headers: Sequence[Sequence[tuple[str, bytes | None]]] | None = None,
+        compression: Compression = Compression.NONE,
+        broker_timeout: float = 30.0,
+    ) -> int:
+        """Send `values` as one batch to one partition and wait for the ack; return the offset of
+        the first. (`producer()` batches, partitions and pipelines for you.) `broker_timeout` is
+        how long the broker may wait for the fsync before it answers with a timeout error."""
+        batch = encode_batch(values, keys=keys, headers=headers, compression=compression)
+        return await self.produce_batches(topic, partition, batch, broker_timeout=broker_timeout)
+
+    async def produce_batches(
+        self, topic: str, partition: int, batches: bytes, *, broker_timeout: float = 30.0
+    ) -> int:
+        response, _ = await self.request(Produce(topic, partition, 1, int(broker_timeout * 1000)), batches)
+        assert isinstance(response, ProduceResponse)
+        return response.base_offset
+
+    async def fetch(
+        self,
+        partitions: Sequence[FetchPartition],
+        *,
+        max_wait_ms: int = 500,
+        min_bytes: int = 1,
+        max_bytes: int = 16 << 20,
+    ) -> tuple[FetchResponse, bytes]:
+        """One fetch request: per-partition results (each with its own error code) and the
+        payload, which holds each partition's `size` bytes of batches in order."""
+        conn = await self._connection()
+        response, payload = await conn.request(Fetch(list(partitions), max_wait_ms, min_bytes, max_bytes))
+        if getattr(response, "error_code", 0):
+            raise LogbrokerError.from_wire(response.error_code, response.error_message)  # type: ignore[attr-defined]
+        assert isinstance(response, FetchResponse)
+        return response, payload
+
+    def producer(self, **options: Any) -> Producer:
+        """A batching producer (an async context manager); see `Producer` for the options."""
+        from logbroker.client.producer import Producer
+
+        return Producer(self, **options)
+
+    def consumer(self, topic: str, **options: Any) -> Consumer:
+        """A consumer reading `topic` by offset; see `Consumer` for the options."""
+        from logbroker.client.consumer import Consumer
+
+        return Consumer(self, topic, **options)

@@ -1,0 +1,330 @@
+"""The requests and responses of the native protocol.
+
+Each message is an attrs class with an `API_KEY`; its fields travel as the frame's JSON header
+(through the one cattrs converter below), and record batches travel as the frame's payload, never
+inside the header. A response carries `error_code` (0 for success; Kafka's codes, see
+`logbroker.errors`) and `error_message`. `docs/protocol.md` lists every message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import cattrs
+
+from logbroker.errors import ProtocolError, UnsupportedVersionError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "REQUESTS",
+    "RESPONSES",
+    "CreateTopic",
+    "CreateTopicResponse",
+    "DeleteTopic",
+    "DeleteTopicResponse",
+    "DescribeTopic",
+    "DescribeTopicResponse",
+    "ErrorResponse",
+    "Fetch",
+    "FetchPartition",
+    "FetchResponse",
+    "FetchedPartition",
+    "Hello",
+    "HelloResponse",
+    "ListOffsets",
+    "ListOffsetsResponse",
+    "ListTopics",
+    "ListTopicsResponse",
+    "Message",
+    "PartitionDescription",
+    "Produce",
+    "ProduceResponse",
+    "TopicSummary",
+    "decode_message",
+    "encode_message",
+]
+
+PROTOCOL_VERSION = 1
+
+
+@attrs.frozen
+class Message:
+    API_KEY: ClassVar[int] = -1
+
+
+@attrs.frozen
+class Response(Message):
+    error_code: int = 0
+    error_message: str | None = None
+
+
+# -- session -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Hello(Message):
+    """The first request of a client: who it is and which protocol version it speaks."""
+
+    API_KEY: ClassVar[int] = 0
+    client_id: str = ""
+    protocol_version: int = PROTOCOL_VERSION
+
+
+@attrs.frozen
+class HelloResponse(Response):
+    API_KEY: ClassVar[int] = 0
+    broker_version: str = ""
+    protocol_version: int = PROTOCOL_VERSION
+    max_frame_bytes: int = 0
+    fsync: str = ""
+
+
+# -- topics ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PartitionDescription:
+    partition: int
+    log_start_offset: int
+    high_watermark: int
+    log_end_offset: int
+    size_bytes: int
+    segments: int
+    damage: str | None = None
+    read_only: str | None = None
+
+
+@attrs.frozen
+class TopicSummary:
+    name: str
+    partitions: int
+    internal: bool = False
+
+
+@attrs.frozen
+class CreateTopic(Message):
+    API_KEY: ClassVar[int] = 1
+    name: str
+    partitions: int | None = None
+    config: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class DescribeTopicResponse(Response):
+    API_KEY: ClassVar[int] = 4
+    name: str = ""
+    partitions: list[PartitionDescription] = attrs.Factory(list)
+    config: dict[str, str] = attrs.Factory(dict)
+    internal: bool = False
+    created_ms: int = 0
+
+
+@attrs.frozen
+class CreateTopicResponse(DescribeTopicResponse):
+    API_KEY: ClassVar[int] = 1
+
+
+@attrs.frozen
+class DeleteTopic(Message):
+    API_KEY: ClassVar[int] = 2
+    name: str
+
+
+@attrs.frozen
+class DeleteTopicResponse(Response):
+    API_KEY: ClassVar[int] = 2
+
+
+@attrs.frozen
+class ListTopics(Message):
+    API_KEY: ClassVar[int] = 3
+    include_internal: bool = False
+
+
+@attrs.frozen
+class ListTopicsResponse(Response):
+    API_KEY: ClassVar[int] = 3
+    topics: list[TopicSummary] = attrs.Factory(list)
+
+
+@attrs.frozen
+class DescribeTopic(Message):
+    API_KEY: ClassVar[int] = 4
+    name: str
+    #: Create the topic if the broker auto-creates topics (what a producer's first lookup does).
+    allow_auto_create: bool = False
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Produce(Message):
+    """Append the payload (one or more whole batches) to one partition.
+
+    `acks` 0: no response at all; 1: answer once the batches are stored as the broker's fsync
+    policy requires. `timeout_ms` bounds the wait for the fsync.
+    """
+
+    API_KEY: ClassVar[int] = 5
+    topic: str
+    partition: int
+    acks: int = 1
+    timeout_ms: int = 30_000
+
+
+@attrs.frozen
+class ProduceResponse(Response):
+    API_KEY: ClassVar[int] = 5
+    base_offset: int = -1
+    #: The offset after the last appended record.
+    next_offset: int = -1
+
+
+@attrs.frozen
+class FetchPartition:
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int = 1 << 20
+
+
+@attrs.frozen
+class Fetch(Message):
+    """Read from several partitions; wait up to `max_wait_ms` until `min_bytes` are there."""
+
+    API_KEY: ClassVar[int] = 6
+    partitions: list[FetchPartition]
+    max_wait_ms: int = 500
+    min_bytes: int = 1
+    max_bytes: int = 16 << 20
+
+
+@attrs.frozen
+class FetchedPartition:
+    """One partition's part of a fetch response; its batches are `size` bytes of the payload."""
+
+    topic: str
+    partition: int
+    error_code: int = 0
+    error_message: str | None = None
+    high_watermark: int = -1
+    log_start_offset: int = -1
+    log_end_offset: int = -1
+    size: int = 0
+
+
+@attrs.frozen
+class FetchResponse(Response):
+    API_KEY: ClassVar[int] = 6
+    partitions: list[FetchedPartition] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ListOffsets(Message):
+    """`spec`: "earliest", "latest", or a timestamp in ms (the first offset at or after it)."""
+
+    API_KEY: ClassVar[int] = 7
+    topic: str
+    partition: int
+    spec: str | int
+
+
+@attrs.frozen
+class ListOffsetsResponse(Response):
+    API_KEY: ClassVar[int] = 7
+    #: The offset, or -1 when no record is at or after the timestamp.
+    offset: int = -1
+
+
+@attrs.frozen
+class ErrorResponse(Response):
+    """The answer to a request the broker could not decode (unknown kind, bad header)."""
+
+    API_KEY: ClassVar[int] = 0xFFFF
+
+
+REQUESTS: dict[int, type[Message]] = {
+    cls.API_KEY: cls
+    for cls in (Hello, CreateTopic, DeleteTopic, ListTopics, DescribeTopic, Produce, Fetch, ListOffsets)
+}
+RESPONSES: dict[int, type[Message]] = {
+    cls.API_KEY: cls
+    for cls in (
+        HelloResponse,
+        CreateTopicResponse,
+        DeleteTopicResponse,
+        ListTopicsResponse,
+        DescribeTopicResponse,
+        ProduceResponse,
+        FetchResponse,
+        ListOffsetsResponse,
+        ErrorResponse,
+    )
+}
+
+
+# -- the converter -----------------------------------------------------------------------------
+
+
+def _strict(kind: type) -> Any:
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _spec(value: Any, _: Any) -> str | int:
+    if value in ("earliest", "latest") or (type(value) is int):
+        return value  # type: ignore[no-any-return]
+    raise TypeError(f"expected 'earliest', 'latest' or a timestamp, got {value!r}")
+
+
+def _string_map(value: Any, _: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(type(k) is str and type(v) is str for k, v in value.items()):
+        raise TypeError("expected an object of strings")
+    return value
+
+
+#: The one converter between messages and JSON-ready dicts: unknown fields are refused, and
+#: primitives must have exactly the right JSON type (no "1" for 1, no true for 1).
+converter = cattrs.Converter(forbid_extra_keys=True)
+for _kind in (int, str, bool):
+    converter.register_structure_hook(_kind, _strict(_kind))
+converter.register_structure_hook_func(lambda t: t == (str | int), _spec)
+converter.register_structure_hook_func(lambda t: t == dict[str, str], _string_map)
+
+M = TypeVar("M", bound=Message)
+
+
+def encode_message(message: Message) -> bytes:
+    return json.dumps(converter.unstructure(message), separators=(",", ":")).encode()
+
+
+def decode_message(registry: dict[int, type[Message]], api_key: int, header: bytes) -> Message:
+    """The message a frame's header holds; raises `ProtocolError` for anything malformed and
+    `UnsupportedVersionError` for an unknown api key."""
+    cls = registry.get(api_key)
+    if cls is None:
+        raise UnsupportedVersionError(f"unknown request kind {api_key}")
+    try:
+        fields = json.loads(header)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"frame header is not JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise ProtocolError("frame header is not a JSON object")
+    try:
+        return converter.structure(fields, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, RecursionError) as exc:
+        raise ProtocolError(f"malformed {cls.__name__}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        parts = [_describe(e) for e in exc.exceptions]
+        return "; ".join(parts) if parts else str(exc)
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,119 @@
+"""Server settings: what `logbroker serve` takes as flags or from a TOML file (same names)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from logbroker.broker.broker import BrokerOptions, FsyncPolicy
+from logbroker.errors import InvalidConfigError
+
+__all__ = ["ServerConfig"]
+
+
+@attrs.frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9400
+    data_dir: str = "./data"
+    memory: bool = False
+    fsync: FsyncPolicy = attrs.Factory(FsyncPolicy)
+    auto_create_topics: bool = False
+    default_partitions: int = 1
+    #: Largest request frame accepted (a produce of one or more batches); larger ones close the
+    #: connection before anything is buffered.
+    max_frame_bytes: int = 16 << 20
+    #: Largest fetch response built (a client asking for more gets this much).
+    max_fetch_bytes: int = 64 << 20
+    max_connections: int = 1024
+    #: Close a connection with no request in flight that sent nothing for this long (s).
+    idle_timeout: float = 600.0
+    #: Close a connection that started a frame and did not finish it in this long (s).
+    frame_timeout: float = 30.0
+    #: Requests a connection may have in flight; past it, the broker stops reading from it.
+    max_in_flight: int = 128
+    #: Bytes of responses queued for a connection before it counts as a slow reader and is closed.
+    max_output_bytes: int = 64 << 20
+    #: Close a connection whose socket has not taken a response for this long (s).
+    send_timeout: float = 30.0
+    retention_check_interval: float = 60.0
+    #: How long a graceful shutdown waits for in-flight requests (s).
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+
+    def broker_options(self) -> BrokerOptions:
+        return BrokerOptions(
+            fsync=self.fsync,
+            auto_create_topics=self.auto_create_topics,
+            default_partitions=self.default_partitions,
+        )
+
+    def describe(self) -> str:
+        """The effective settings, one line (the server logs it at start)."""
+        storage = "memory (nothing survives a restart)" if self.memory else f"files in {self.data_dir}"
+        return (
+            f"storage={storage} fsync={self.fsync} auto_create_topics={self.auto_create_topics} "
+            f"default_partitions={self.default_partitions} max_frame_bytes={self.max_frame_bytes} "
+            f"max_connections={self.max_connections} idle_timeout={self.idle_timeout}s "
+            f"frame_timeout={self.frame_timeout}s max_in_flight={self.max_in_flight} "
+            f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s"
+        )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], base: ServerConfig | None = None) -> ServerConfig:
+        """Settings from a mapping whose keys are the flag names (dashes or underscores)."""
+        base = base or cls()
+        names = {f.name for f in attrs.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise InvalidConfigError(f"unknown setting {key!r}")
+            if name == "fsync" and not isinstance(value, FsyncPolicy):
+                value = FsyncPolicy.parse(str(value))
+            expected = type(getattr(base, name))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise InvalidConfigError(f"setting {key!r} takes a {expected.__name__}, not {value!r}")
+            changes[name] = value
+        config = attrs.evolve(base, **changes)
+        config.check()
+        return config
+
+    @classmethod
+    def from_toml(cls, path: str) -> ServerConfig:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_mapping(values)
+
+    def check(self) -> None:
+        positive = (
+            "max_frame_bytes",
+            "max_fetch_bytes",
+            "max_connections",
+            "max_in_flight",
+            "max_output_bytes",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise InvalidConfigError(f"{name} must be positive")
+        for name in (
+            "idle_timeout",
+            "frame_timeout",
+            "send_timeout",
+            "retention_check_interval",
+            "shutdown_timeout",
+        ):
+            if getattr(self, name) <= 0:
+                raise InvalidConfigError(f"{name} must be positive")
+        if not 0 <= self.port <= 65535:
+            raise InvalidConfigError(f"port must be 0 to 65535, not {self.port}")
+        if self.default_partitions < 1:
+            raise InvalidConfigError("default_partitions must be at least 1")

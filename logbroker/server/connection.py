@@ -1,0 +1,246 @@
+"""One client connection: read frames, dispatch requests, write responses, enforce the limits.
+
+The read loop feeds the sans-IO `Connection`; each request is dispatched in order (a produce is
+appended right there, so appends keep the order they arrived in) and answered either at once or
+by a task of the connection's nursery (produce acks, long-poll fetches). Responses go through a
+byte-counted queue to one writer task, which coalesces small ones into one `send_all`.
+
+Limits, each closing the connection with a logged reason:
+
+- idle: nothing received and nothing in flight for `idle_timeout`;
+- slowloris: a frame started and not finished within `frame_timeout`;
+- in flight: past `max_in_flight` requests the read loop stops reading until one completes;
+- slow reader: more than `max_output_bytes` of responses queued, or a send that makes no
+  progress for `send_timeout`;
+- protocol: bytes that are not frames, or a frame over `max_frame_bytes` (refused from its
+  length prefix, before the body is read).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from logbroker.errors import LogbrokerError, ProtocolError
+from logbroker.protocol.connection import (
+    CLOSED,
+    NEED_DATA,
+    Connection,
+    InvalidRequest,
+    Request,
+    Response,
+    Role,
+)
+from logbroker.protocol.messages import ErrorResponse, Fetch, Message, Produce
+from logbroker.server.handlers import RequestHandler, error_response
+
+if TYPE_CHECKING:
+    from logbroker.server.config import ServerConfig
+
+__all__ = ["ClientConnection"]
+
+logger = logging.getLogger("logbroker.connections")
+
+_RECEIVE_SIZE = 256 * 1024
+_COALESCE_BYTES = 256 * 1024
+
+
+class ClientConnection:
+    def __init__(self, stream: trio.SocketStream, handler: RequestHandler, config: ServerConfig) -> None:
+        self._stream = stream
+        self._handler = handler
+        self._config = config
+        self._protocol = Connection(Role.SERVER, config.max_frame_bytes)
+        self._in_flight = trio.Semaphore(config.max_in_flight)
+        self._out: deque[bytes] = deque()
+        self._out_bytes = 0
+        self._out_ready = trio.Event()
+        self._drained = trio.Event()
+        self._scope = trio.CancelScope()
+        self._reading = trio.CancelScope()
+        self._tasks = 0
+        self._tasks_done = trio.Event()
+        self.close_reason: str | None = None
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            self.peer = f"{host}:{port}"
+        except OSError:
+            self.peer = "?"
+
+    async def run(self) -> None:
+        """Serve the connection until it closes; never raises for a misbehaving client."""
+        logger.debug("%s: connected", self.peer)
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    with self._reading:
+                        await self._read_loop(nursery)
+                    await self._finish_in_flight()
+                    await self._drain_output()
+                    nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.close_reason = self.close_reason or f"connection lost: {exc}"
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+            logger.debug("%s: closed: %s", self.peer, self.close_reason or "done")
+
+    def stop_reading(self) -> None:
+        """Graceful shutdown: take no more requests; finish and answer those in flight."""
+        self._reading.cancel()
+
+    def close(self, reason: str) -> None:
+        """Close at once, abandoning whatever is in flight."""
+        if self.close_reason is None:
+            self.close_reason = reason
+            if reason.startswith(("slow", "idle", "frame", "protocol", "send")):
+                logger.info("%s: closing: %s", self.peer, reason)
+        self._scope.cancel()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        config = self._config
+        frame_started: float | None = None
+        while True:
+            if self._protocol.partial_frame:
+                now = trio.current_time()
+                frame_started = frame_started if frame_started is not None else now
+                timeout = frame_started + config.frame_timeout - now
+                why = f"frame timeout: a frame was started and not finished within {config.frame_timeout} s"
+            else:
+                frame_started = None
+                timeout = config.idle_timeout if self._tasks == 0 else float("inf")
+                why = f"idle for {config.idle_timeout} s"
+            with trio.move_on_after(max(timeout, 0)) as waited:
+                data = await self._stream.receive_some(_RECEIVE_SIZE)
+            if waited.cancelled_caught:
+                if self._tasks:
+                    continue  # requests in flight: not idle
+                self.close(why)
+                return
+            self._protocol.receive_data(data)
+            while True:
+                try:
+                    event = self._protocol.next_event()
+                except ProtocolError as exc:
+                    self.close(f"protocol error: {exc.message}")
+                    return
+                if event is NEED_DATA:
+                    break
+                if event is CLOSED:
+                    return
+                await self._in_flight.acquire()
+                self._dispatch(event, nursery)  # type: ignore[arg-type]
+
+    def _dispatch(self, event: Request | InvalidRequest, nursery: trio.Nursery) -> None:
+        if isinstance(event, InvalidRequest):
+            logger.debug("%s: invalid request: %s", self.peer, event.error.message)
+            self._respond(event.correlation_id, error_response(event.api_key, event.error))
+            return
+        request = event.message
+        cid = event.correlation_id
+        handler = self._handler
+        if isinstance(request, Produce):
+            try:
+                result = handler.produce_now(request, event.payload)
+            except LogbrokerError as exc:
+                logger.debug("%s: produce refused: %s", self.peer, exc.message)
+                if request.acks == 0:
+                    self._in_flight.release()
+                else:
+                    self._respond(cid, error_response(request.API_KEY, exc))
+                return
+            if request.acks == 0:
+                self._in_flight.release()
+                return
+            self._spawn(nursery, cid, request, lambda: handler.produce_response(request, result))
+        elif isinstance(request, Fetch):
+            self._spawn(nursery, cid, request, lambda: handler.fetch(request))
+        else:
+            try:
+                response = handler.handle(request)
+            except Exception as exc:
+                response = error_response(request.API_KEY, exc)
+            self._respond(cid, response)
+
+    def _spawn(
+        self,
+        nursery: trio.Nursery,
+        cid: int,
+        request: Message,
+        work: Callable[[], Awaitable[Message | tuple[Message, bytes]]],
+    ) -> None:
+        self._tasks += 1
+
+        async def task() -> None:
+            try:
+                result = await work()
+            except Exception as exc:
+                response: Message = error_response(request.API_KEY, exc)
+                payload = b""
+            else:
+                response, payload = result if isinstance(result, tuple) else (result, b"")
+            finally:
+                self._tasks -= 1
+                if self._tasks == 0:
+                    self._tasks_done.set()
+            self._respond(cid, response, payload)
+
+        nursery.start_soon(task)
+
+    async def _finish_in_flight(self) -> None:
+        while self._tasks:
+            self._tasks_done = trio.Event()
+            await self._tasks_done.wait()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _respond(self, cid: int, response: Message, payload: bytes = b"") -> None:
+        self._in_flight.release()
+        self.send(self._protocol.send(Response(cid, response, payload)))
+
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._out_bytes > self._config.max_output_bytes:
+            self.close(
+                f"slow reader: {self._out_bytes} bytes of responses queued "
+                f"(max_output_bytes is {self._config.max_output_bytes})"
+            )
+        self._out_ready.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._out_ready.wait()
+            self._out_ready = trio.Event()
+            while self._out:
+                parts = [self._out.popleft()]
+                size = len(parts[0])
+                while self._out and size + len(self._out[0]) <= _COALESCE_BYTES:
+                    parts.append(self._out.popleft())
+                    size += len(parts[-1])
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                with trio.move_on_after(self._config.send_timeout) as waited:
+                    await self._stream.send_all(data)
+                if waited.cancelled_caught:
+                    self.close(f"send timeout: the client took no data for {self._config.send_timeout} s")
+                    return
+                self._out_bytes -= size
+            self._drained.set()
+
+    async def _drain_output(self) -> None:
+        while self._out_bytes:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+
+def refusal(reason: str) -> bytes:
+    """An unsolicited error frame (correlation id 0) sent to a connection the server refuses."""
+    protocol = Connection(Role.SERVER, 1 << 20)
+    return protocol.send(Response(0, ErrorResponse(error_code=8, error_message=reason)))

@@ -1,0 +1,145 @@
+"""`Server`: the listener, the connections, the background loops and the graceful shutdown.
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve, broker, "127.0.0.1", 0)
+        ...                          # server.port is the bound port
+        server.request_shutdown()    # or SIGINT/SIGTERM in `logbroker serve`
+
+Every task belongs to a nursery of `run`: the connections to one, the flusher and the retention
+loop to another around it. A shutdown stops accepting, stops reading requests, answers what is in
+flight (long polls return at once, produce acks wait for their fsync), waits up to
+`shutdown_timeout`, and flushes. Closing the broker (which writes the clean-shutdown markers) is
+left to whoever opened it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from logbroker.broker.broker import Broker
+from logbroker.server.config import ServerConfig
+from logbroker.server.connection import ClientConnection, refusal
+from logbroker.server.flusher import Flusher
+from logbroker.server.handlers import RequestHandler
+from logbroker.server.signals import DataSignals
+
+__all__ = ["Server", "serve"]
+
+logger = logging.getLogger("logbroker.server")
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Server:
+    def __init__(self, broker: Broker, config: ServerConfig | None = None) -> None:
+        self.broker = broker
+        self.config = config or ServerConfig()
+        self.signals = DataSignals()
+        self.flusher = Flusher(broker, self.config.fsync, on_flushed=self.signals.notify)
+        self.handler = RequestHandler(broker, self.config, self.flusher, self.signals, wall_clock_ms)
+        self.connections: set[ClientConnection] = set()
+        self.host = self.config.host
+        self.port = self.config.port
+        self._shutdown = trio.Event()
+        self._connections_changed = trio.Event()
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def wait_connections(self, at_most: int) -> None:
+        """Return once at most `at_most` connections are open."""
+        while len(self.connections) > at_most:
+            changed = self._connections_changed = trio.Event()
+            await changed.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        self.host, self.port = listeners[0].socket.getsockname()[:2]
+        async with trio.open_nursery() as background:
+            background.start_soon(self.flusher.run)
+            background.start_soon(self._housekeeping)
+            async with trio.open_nursery() as connections:
+                accepting = trio.CancelScope()
+
+                async def accept() -> None:
+                    with accepting:
+                        await trio.serve_listeners(self._handle, listeners, handler_nursery=connections)
+
+                connections.start_soon(accept)
+                task_status.started(self)
+                await self._shutdown.wait()
+                logger.info("shutting down: answering %d connection(s) in flight", len(self.connections))
+                accepting.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                self.handler.closing = True
+                self.signals.notify_all()
+                for connection in list(self.connections):
+                    connection.stop_reading()
+                with trio.move_on_after(self.config.shutdown_timeout):
+                    await self.wait_connections(0)
+                for connection in list(self.connections):
+                    connection.close("shutdown timeout")
+            await self.flusher.flush_round()
+            background.cancel_scope.cancel()
+        logger.info("stopped")
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        if len(self.connections) >= self.config.max_connections:
+            reason = f"too many connections (max_connections is {self.config.max_connections})"
+            logger.warning("refused a connection: %s", reason)
+            with trio.move_on_after(1):
+                try:
+                    await stream.send_all(refusal(reason))
+                except trio.BrokenResourceError:
+                    pass
+            await stream.aclose()
+            return
+        connection = ClientConnection(stream, self.handler, self.config)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+            self._connections_changed.set()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await trio.sleep(self.config.retention_check_interval)
+            deleted = self.broker.apply_retention(wall_clock_ms())
+            if deleted:
+                logger.info("retention deleted %d segment(s)", deleted)
+            for note in self.broker.notes:
+                logger.warning("%s", note)
+            self.broker.notes.clear()
+
+
+async def serve(
+    broker: Broker,
+    host: str = "127.0.0.1",
+    port: int = 9400,
+    *,
+    config: ServerConfig | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `broker` on `host:port` (0 picks a free port) until the server is shut down.
+
+    `task_status.started` receives the `Server`: its `port` is the bound port and
+    `request_shutdown()` starts a graceful shutdown.
+    """
+    config = config or ServerConfig()
+    if (config.host, config.port) != (host, port):
+        import attrs
+
+        config = attrs.evolve(config, host=host, port=port)
+    await Server(broker, config).run(task_status=task_status)
