@@ -15,12 +15,24 @@ __all__ = ["bootstrap_option", "parse_start", "run_async", "single_error"]
 
 T = TypeVar("T")
 
+
+def _check_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from logbroker.client.connection import parse_address
+
+    try:
+        parse_address(value)
+    except LogbrokerError as exc:
+        raise click.BadParameter(exc.message) from None
+    return value
+
+
 bootstrap_option = click.option(
     "--bootstrap",
     envvar="LOGBROKER_BOOTSTRAP",
     default="127.0.0.1:9400",
     show_default=True,
     metavar="HOST:PORT",
+    callback=_check_address,
     help="The broker to talk to (env LOGBROKER_BOOTSTRAP).",
 )
 

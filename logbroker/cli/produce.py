@@ -152,20 +152,32 @@ async def _produce(
     async with client:
         producer = client.producer(delivery_timeout=patience, request_timeout=patience)
         try:
-            async with producer:
-                number = 0
-                async for line in _lines(path):
-                    number += 1
-                    record_key = fixed_key
-                    value = line
-                    if separator is not None:
-                        record_key, sep, value = line.partition(separator)
-                        if not sep:
-                            raise click.ClickException(
-                                f"line {number} has no key separator {key_separator!r}"
-                            )
-                    await producer.send(topic, value, key=record_key, headers=headers, partition=partition)
-                    state.sent += 1
+            with trio.CancelScope() as abort:
+                async with producer, trio.open_nursery() as nursery:
+
+                    async def stop_on_failure() -> None:
+                        # A delivery that failed for --timeout ends the command at once, even
+                        # while stdin stays open (tail -f | logbroker produce ...).
+                        await producer.failure.wait()
+                        abort.cancel()
+
+                    nursery.start_soon(stop_on_failure)
+                    number = 0
+                    async for line in _lines(path):
+                        number += 1
+                        record_key = fixed_key
+                        value = line
+                        if separator is not None:
+                            record_key, sep, value = line.partition(separator)
+                            if not sep:
+                                raise click.ClickException(
+                                    f"line {number} has no key separator {key_separator!r}"
+                                )
+                        await producer.send(
+                            topic, value, key=record_key, headers=headers, partition=partition
+                        )
+                        state.sent += 1
+                    nursery.cancel_scope.cancel()
         finally:
             state.acked = producer.acked
         if producer.first_error is not None:

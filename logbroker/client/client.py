@@ -100,6 +100,7 @@ class Client:
                     raise
                 assert isinstance(response, HelloResponse)
                 self.broker_info = response
+                conn.max_request_bytes = response.max_frame_bytes or None
                 self._conn = conn
             return self._conn
 

@@ -12,7 +12,13 @@ import itertools
 
 import trio
 
-from logbroker.errors import ConnectionClosedError, LogbrokerError, ProtocolError
+from logbroker.errors import (
+    ConnectionClosedError,
+    InvalidConfigError,
+    LogbrokerError,
+    MessageTooLargeError,
+    ProtocolError,
+)
 from logbroker.protocol.connection import CLOSED, NEED_DATA, Connection, Request, Response, Role
 from logbroker.protocol.messages import ErrorResponse, Message
 
@@ -23,10 +29,10 @@ _SEND_TIMEOUT = 60.0
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' -> (host, port)."""
+    """'host:port' or '[v6]:port' -> (host, port); `InvalidConfigError` for anything else."""
     host, sep, port = address.strip().rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"expected HOST:PORT, not {address!r}")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise InvalidConfigError(f"expected a broker address HOST:PORT, not {address!r}")
     return host.strip("[]"), int(port)
 
 
@@ -50,6 +56,9 @@ class BrokerConnection:
         self._reading = False
         self._lot = trio.lowlevel.ParkingLot()
         self._broken: LogbrokerError | None = None
+        #: The largest request frame the broker takes (from its Hello answer); larger requests
+        #: are refused here, since the broker would have to drop the whole connection.
+        self.max_request_bytes: int | None = None
 
     @classmethod
     async def open(cls, address: str, *, connect_timeout: float = 10.0) -> BrokerConnection:
@@ -78,11 +87,17 @@ class BrokerConnection:
         if self._broken is not None:
             raise self._broken
         cid = next(self._ids) & 0x7FFFFFFF or next(self._ids)
+        frame = self._protocol.send(Request(cid, message, payload))
+        if self.max_request_bytes is not None and len(frame) - 4 > self.max_request_bytes:
+            raise MessageTooLargeError(
+                f"a request of {len(frame)} bytes is larger than the broker takes "
+                f"(max_frame_bytes {self.max_request_bytes})"
+            )
         slot = _Slot()
         if expect_response:
             self._pending[cid] = slot
         try:
-            await self._send(self._protocol.send(Request(cid, message, payload)))
+            await self._send(frame)
             if not expect_response:
                 return message, b""
             while not slot.done:

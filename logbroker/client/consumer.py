@@ -16,10 +16,15 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from logbroker.errors import LogbrokerError, OffsetOutOfRangeError
+from logbroker.errors import (
+    CorruptRecordError,
+    LogbrokerError,
+    OffsetOutOfRangeError,
+    UnsupportedCompressionError,
+)
 from logbroker.protocol.messages import FetchPartition
 from logbroker.records.batch import parse_header
-from logbroker.records.codec import Header, decode_batch
+from logbroker.records.codec import Header, decode_batch_as
 
 if TYPE_CHECKING:
     from logbroker.client.client import Client
@@ -69,22 +74,30 @@ class Consumer:
         self.positions: dict[int, int] = {}
         self._buffer: deque[Message] = deque()
         self._ready = False
+        self._error: LogbrokerError | None = None
 
     def __aiter__(self) -> Consumer:
         return self
 
     async def __anext__(self) -> Message:
         while not self._buffer:
+            self._raise_pending()
             await self._fetch()
         return self._buffer.popleft()
 
     async def poll(self) -> list[Message]:
         """The messages one fetch returns (waiting up to `max_wait_ms`; maybe none)."""
         if not self._buffer:
+            self._raise_pending()
             await self._fetch()
         messages = list(self._buffer)
         self._buffer.clear()
         return messages
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def seek(self, partition: int, offset: int) -> None:
         self.positions[partition] = offset
@@ -153,7 +166,13 @@ class Consumer:
     def _decode(self, partition: int, chunk: bytes) -> None:
         position = self.positions[partition]
         topic = self.topic
-        append = self._buffer.append
+        new = tuple.__new__
+
+        def make(
+            offset: int, timestamp: int, key: bytes | None, value: bytes | None, headers: tuple[Header, ...]
+        ) -> Message:
+            return new(Message, (topic, partition, offset, timestamp, key, value, headers, 1))
+
         pos = 0
         end = len(chunk)
         while end - pos >= 61:
@@ -161,10 +180,18 @@ class Consumer:
             if pos + header.size > end:
                 break  # a partial batch: fetched again next time
             if header.next_offset > position and not header.is_control:
-                _, records = decode_batch(chunk, pos)
-                for r in records:
-                    if r.offset >= position:
-                        append(Message(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers))
+                try:
+                    _, messages = decode_batch_as(chunk, pos, make)
+                except (CorruptRecordError, UnsupportedCompressionError) as exc:
+                    # Hand out what came before it first; the error comes with the next call.
+                    self._error = type(exc)(
+                        f"{topic}-{partition}: the batch of offsets {header.base_offset}..{header.last_offset} "
+                        f"cannot be decoded ({exc.message}); start after offset {header.last_offset} to skip it"
+                    )
+                    break
+                if messages[0].offset < position:
+                    messages = [m for m in messages if m.offset >= position]
+                self._buffer.extend(messages)
             position = max(position, header.next_offset)
             pos += header.size
         self.positions[partition] = position

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "Producer", "RecordMetadata"]
 
 _RECORD_OVERHEAD = 24  # what a record costs in a batch beyond its key and value, roughly
+_MAX_REQUEST_BYTES = 4 << 20  # batches of one partition sent together in one request, at most
 
 
 class RecordMetadata(NamedTuple):
@@ -50,6 +51,7 @@ class RecordMetadata(NamedTuple):
 class _Batch:
     __slots__ = (
         "base_offset",
+        "closed",
         "created",
         "deadline",
         "done",
@@ -78,30 +80,30 @@ class _Batch:
         self.done = trio.Event()
         self.base_offset = -1
         self.error: BaseException | None = None
+        self.closed = False
 
 
-class Delivery:
-    """The fate of one sent record: `await delivery` returns its `RecordMetadata` or raises."""
+class Delivery(tuple):  # type: ignore[type-arg]
+    """The fate of one sent record: `await delivery` returns its `RecordMetadata` or raises.
 
-    __slots__ = ("_batch", "_index")
+    (A tuple of its batch and its index in it: one is made per record, so it is kept cheap.)
+    """
 
-    def __init__(self, batch: _Batch, index: int) -> None:
-        self._batch = batch
-        self._index = index
+    __slots__ = ()
 
     def done(self) -> bool:
-        return self._batch.done.is_set()
+        return bool(self[0].done.is_set())
 
     def result(self) -> RecordMetadata:
-        batch = self._batch
+        batch: _Batch = self[0]
         if not batch.done.is_set():
             raise RuntimeError("the record is not acked yet")
         if batch.error is not None:
             raise batch.error
-        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + self._index)
+        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + self[1])
 
     async def wait(self) -> RecordMetadata:
-        await self._batch.done.wait()
+        await self[0].done.wait()
         return self.result()
 
     def __await__(self) -> Generator[Any, None, RecordMetadata]:
@@ -119,8 +121,12 @@ class Producer:
         delivery_timeout: float = 30.0,
         request_timeout: float = 30.0,
         compression: Compression = Compression.NONE,
+        max_in_flight: int = 1,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.client = client
+        self.max_in_flight = max_in_flight
         self.linger = linger_ms / 1000
         self.batch_bytes = batch_bytes
         self.max_buffered_bytes = max_buffered_bytes
@@ -131,11 +137,14 @@ class Producer:
         self.acked = 0
         self.failed = 0
         self.first_error: BaseException | None = None
+        #: Set when the first delivery fails (a caller feeding an endless stream can stop on it).
+        self.failure = trio.Event()
         self._open: dict[tuple[str, int], _Batch] = {}
         self._ready: dict[tuple[str, int], deque[_Batch]] = {}
-        self._in_flight: set[tuple[str, int]] = set()
+        self._in_flight: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, int] = {}
         self._sticky: dict[str, int] = {}
+        self._unkeyed: dict[str, _Batch] = {}  # the open batch unkeyed records of a topic go to
         self._buffered = 0
         self._wakeup = trio.Event()
         self._progress = trio.Event()
@@ -182,6 +191,27 @@ class Producer:
         """Queue a record; the returned `Delivery` resolves once the broker acks it."""
         if self._nursery is None:
             raise RuntimeError("use the producer in an `async with` block")
+        if partition is None and key is None and headers is None and timestamp is None:
+            # The common case, kept short: an unkeyed record for the open batch of the topic.
+            batch = self._unkeyed.get(topic)
+            if (
+                batch is not None
+                and not batch.closed
+                and batch.keys is None
+                and batch.headers is None
+                and batch.timestamps is None
+            ):
+                values = batch.values
+                index = len(values)
+                values.append(value)
+                size = _RECORD_OVERHEAD + (len(value) if value is not None else 0)
+                batch.size += size
+                self._buffered += size
+                if batch.size >= self.batch_bytes:
+                    self._close((topic, batch.partition))
+                if self._buffered > self.max_buffered_bytes:
+                    await self._make_room()
+                return tuple.__new__(Delivery, (batch, index))
         if partition is None:
             count = self._partitions.get(topic)
             if count is None:
@@ -195,6 +225,8 @@ class Producer:
         if batch is None:
             batch = self._open[slot] = _Batch(topic, partition, trio.current_time() + self.linger)
             self._wakeup.set()
+        if key is None and headers is None and self._sticky.get(topic) == partition:
+            self._unkeyed[topic] = batch
         index = len(batch.values)
         batch.values.append(value)
         size = _RECORD_OVERHEAD + (len(value) if value is not None else 0)
@@ -216,10 +248,14 @@ class Producer:
         self._buffered += size
         if batch.size >= self.batch_bytes:
             self._close(slot)
+        if self._buffered > self.max_buffered_bytes:
+            await self._make_room()
+        return tuple.__new__(Delivery, (batch, index))
+
+    async def _make_room(self) -> None:
         while self._buffered > self.max_buffered_bytes:
             progress = self._progress
             await progress.wait()
-        return Delivery(batch, index)
 
     async def flush(self) -> None:
         """Send everything queued now and wait until every delivery is resolved."""
@@ -238,6 +274,7 @@ class Producer:
     def _close(self, slot: tuple[str, int]) -> None:
         """A batch stops taking records and queues to be sent."""
         batch = self._open.pop(slot)
+        batch.closed = True
         self._ready.setdefault(slot, deque()).append(batch)
         topic, partition = slot
         if self._sticky.get(topic) == partition:  # the next unkeyed batch goes to the next partition
@@ -252,13 +289,19 @@ class Producer:
                 if batch.deadline <= now:
                     self._close(slot)
             for slot in list(self._ready):
-                if slot not in self._in_flight:
+                if self._in_flight.get(slot, 0) < self.max_in_flight:
+                    # Every batch that queued while the last request was in flight goes in one
+                    # request (up to a size), so waiting for an fsync never throttles throughput.
                     queue = self._ready[slot]
-                    batch = queue.popleft()
+                    batches = [queue.popleft()]
+                    size = batches[0].size
+                    while queue and size + queue[0].size <= _MAX_REQUEST_BYTES:
+                        size += queue[0].size
+                        batches.append(queue.popleft())
                     if not queue:
                         del self._ready[slot]
-                    self._in_flight.add(slot)
-                    self._nursery.start_soon(self._deliver, batch)
+                    self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+                    self._nursery.start_soon(self._deliver, batches)
             deadline = min((b.deadline for b in self._open.values()), default=float("inf"))
             wakeup = self._wakeup
             with trio.move_on_at(deadline):
@@ -266,48 +309,64 @@ class Producer:
             if wakeup is self._wakeup:
                 self._wakeup = trio.Event()
 
-    async def _deliver(self, batch: _Batch) -> None:
+    async def _deliver(self, batches: list[_Batch]) -> None:
+        """Send queued batches of one partition in one request; resolve their deliveries."""
+        first = batches[0]
+        error: BaseException | None = None
         try:
-            data = encode_batch(
-                batch.values,
-                keys=batch.keys,
-                headers=batch.headers,
-                timestamps=batch.timestamps,
-                timestamp=batch.timestamp,
-                compression=self.compression,
+            data = b"".join(
+                encode_batch(
+                    batch.values,
+                    keys=batch.keys,
+                    headers=batch.headers,
+                    timestamps=batch.timestamps,
+                    timestamp=batch.timestamp,
+                    compression=self.compression,
+                )
+                for batch in batches
             )
-            give_up = batch.created + self.delivery_timeout
+            give_up = first.created + self.delivery_timeout
             backoff = 0.05
             while True:
                 try:
                     with trio.fail_after(max(give_up - trio.current_time(), 0.001)):
-                        batch.base_offset = await self.client.produce_batches(
-                            batch.topic, batch.partition, data, broker_timeout=self.request_timeout
+                        base_offset = await self.client.produce_batches(
+                            first.topic, first.partition, data, broker_timeout=self.request_timeout
                         )
-                    self.acked += len(batch.values)
+                    for batch in batches:
+                        batch.base_offset = base_offset
+                        base_offset += len(batch.values)
+                        self.acked += len(batch.values)
                     break
                 except trio.TooSlowError:
-                    batch.error = LogbrokerError.from_wire(
+                    error = LogbrokerError.from_wire(
                         7, f"not acked within delivery_timeout ({self.delivery_timeout} s)"
                     )
                     break
                 except LogbrokerError as exc:
                     if not exc.retriable or trio.current_time() + backoff >= give_up:
-                        batch.error = exc
+                        error = exc
                         break
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, 1.0)
-        except Exception as exc:  # encoding a bad record: fail its batch, keep the producer going
-            batch.error = exc
+        except Exception as exc:  # encoding a bad record: fail its batches, keep the producer going
+            error = exc
         finally:
-            if batch.error is None and batch.base_offset < 0:
-                batch.error = LogbrokerError("the producer closed before the records were acked")
-            if batch.error is not None:
-                self.failed += len(batch.values)
-                self.first_error = self.first_error or batch.error
-            self._buffered -= batch.size
-            self._in_flight.discard((batch.topic, batch.partition))
-            batch.done.set()
+            for batch in batches:
+                if error is None and batch.base_offset < 0:
+                    batch.error = LogbrokerError("the producer closed before the records were acked")
+                elif error is not None:
+                    batch.error = error
+                if batch.error is not None:
+                    self.failed += len(batch.values)
+                    self.first_error = self.first_error or batch.error
+                    self.failure.set()
+                self._buffered -= batch.size
+                batch.done.set()
+            slot = (first.topic, first.partition)
+            self._in_flight[slot] -= 1
+            if not self._in_flight[slot]:
+                del self._in_flight[slot]
             self._wakeup.set()
             progress, self._progress = self._progress, trio.Event()
             progress.set()

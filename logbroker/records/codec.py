@@ -23,8 +23,8 @@ bytes that remain before anything is sliced, and only `CorruptRecordError` (or
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple, TypeVar
 
 from crc32c import crc32c
 
@@ -41,11 +41,25 @@ from logbroker.records.batch import (
 from logbroker.records.compression import DEFAULT_MAX_DECOMPRESSED, Compression, compress, decompress
 from logbroker.records.varint import SMALL, decode_varint, encode_varint
 
-__all__ = ["Header", "Record", "decode_batch", "encode_batch", "iter_batches", "iter_records"]
+__all__ = [
+    "Header",
+    "Record",
+    "decode_batch",
+    "decode_batch_as",
+    "encode_batch",
+    "iter_batches",
+    "iter_records",
+]
 
 Header = tuple[str, "bytes | None"]
+T = TypeVar("T")
 _NULL = SMALL[-1]
 _SMALL_LIMIT = len(SMALL) - 1
+
+
+#: attributes 0, timestampDelta 0, offsetDelta i, null key: what record i of an unkeyed batch with
+#: one timestamp starts with.
+_NO_KEY_PREFIXES = [b"\x00\x00" + SMALL[i] + _NULL for i in range(_SMALL_LIMIT)]
 
 
 class Record(NamedTuple):
@@ -116,7 +130,28 @@ def encode_batch(
     null = _NULL
     parts: list[bytes] = []
     append = parts.append
-    for i in range(count):
+    if keys is None and headers is None and timestamps is None and count <= _SMALL_LIMIT:
+        # The common case, kept short: no keys, no headers, one timestamp.
+        extend = parts.extend
+        prefixes = _NO_KEY_PREFIXES
+        for i, value in enumerate(values):
+            prefix = prefixes[i]
+            if value is None:
+                extend((small[len(prefix) + 2], prefix, b"\x01\x00"))
+                continue
+            n = len(value)
+            value_len = small[n] if n < _SMALL_LIMIT else encode_varint(n)
+            size = len(prefix) + len(value_len) + n + 1
+            extend(
+                (
+                    small[size] if size < _SMALL_LIMIT else encode_varint(size),
+                    prefix,
+                    value_len,
+                    value,
+                    b"\x00",
+                )
+            )
+    for i in range(count if not parts else 0):
         value = values[i]
         key = keys[i] if keys is not None else None
         delta = timestamps[i] - base_timestamp if timestamps is not None else 0
@@ -191,6 +226,19 @@ def decode_batch(
     check_crc: bool = True,
 ) -> tuple[BatchHeader, list[Record]]:
     """Decode the batch at `buf[pos]`: its header and its records, with absolute offsets."""
+    return decode_batch_as(buf, pos, Record, max_decompressed=max_decompressed, check_crc=check_crc)
+
+
+def decode_batch_as(
+    buf: bytes | bytearray | memoryview,
+    pos: int,
+    make: Callable[[int, int, bytes | None, bytes | None, tuple[Header, ...]], T],
+    *,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    check_crc: bool = True,
+) -> tuple[BatchHeader, list[T]]:
+    """`decode_batch`, building each record with `make(offset, timestamp, key, value, headers)`
+    (a consumer builds its message objects directly, with no `Record` in between)."""
     header = parse_header(buf, pos)
     end = pos + header.size
     if end > len(buf):
@@ -203,7 +251,7 @@ def decode_batch(
         body = view[pos + BATCH_OVERHEAD : end].tobytes()
     if header.compression:
         body = decompress(header.compression, body, max_decompressed)
-    return header, _decode_records(body, header)
+    return header, _decode_records(body, header, make)
 
 
 def iter_batches(buf: bytes | bytearray | memoryview) -> Iterator[BatchHeader]:
@@ -232,7 +280,11 @@ def iter_records(
         pos += header.size
 
 
-def _decode_records(body: bytes, header: BatchHeader) -> list[Record]:
+def _decode_records(
+    body: bytes,
+    header: BatchHeader,
+    make: Callable[[int, int, bytes | None, bytes | None, tuple[Header, ...]], T],
+) -> list[T]:
     count = header.records_count
     if count < 0:
         raise CorruptRecordError(f"batch claims {count} records")
@@ -243,15 +295,21 @@ def _decode_records(body: bytes, header: BatchHeader) -> list[Record]:
         raise CorruptRecordError(f"batch claims {count} records in {end} bytes")
     base_offset = header.base_offset
     base_timestamp = header.base_timestamp
-    records: list[Record] = []
+    records: list[T] = []
     append = records.append
     pos = 0
+    # Varints of one or two bytes (values -8192..8191) are decoded inline: record lengths, deltas
+    # and key and value lengths of ordinary records all are. Longer ones take decode_varint.
     try:
         for _ in range(count):
             b = body[pos]
             if b < 0x80:
                 length = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                u = (b & 0x7F) | (body[pos + 1] << 7)
+                length = (u >> 1) ^ -(u & 1)
+                pos += 2
             else:
                 length, pos = decode_varint(body, pos, 5)
             record_end = pos + length
@@ -262,18 +320,30 @@ def _decode_records(body: bytes, header: BatchHeader) -> list[Record]:
             if b < 0x80:
                 ts_delta = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                u = (b & 0x7F) | (body[pos + 1] << 7)
+                ts_delta = (u >> 1) ^ -(u & 1)
+                pos += 2
             else:
                 ts_delta, pos = decode_varint(body, pos, 10)
             b = body[pos]
             if b < 0x80:
                 offset_delta = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                u = (b & 0x7F) | (body[pos + 1] << 7)
+                offset_delta = (u >> 1) ^ -(u & 1)
+                pos += 2
             else:
                 offset_delta, pos = decode_varint(body, pos, 5)
             b = body[pos]
             if b < 0x80:
                 n = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                u = (b & 0x7F) | (body[pos + 1] << 7)
+                n = (u >> 1) ^ -(u & 1)
+                pos += 2
             else:
                 n, pos = decode_varint(body, pos, 5)
             if n < 0:
@@ -289,6 +359,10 @@ def _decode_records(body: bytes, header: BatchHeader) -> list[Record]:
             if b < 0x80:
                 n = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                u = (b & 0x7F) | (body[pos + 1] << 7)
+                n = (u >> 1) ^ -(u & 1)
+                pos += 2
             else:
                 n, pos = decode_varint(body, pos, 5)
             if n < 0:
@@ -300,15 +374,14 @@ def _decode_records(body: bytes, header: BatchHeader) -> list[Record]:
                     raise CorruptRecordError(f"value of {n} bytes at byte {pos} overruns its record")
                 value = body[pos : pos + n]
                 pos += n
-            b = body[pos]
-            if b == 0:
+            if body[pos] == 0:
                 pos += 1
                 headers: tuple[Header, ...] = ()
             else:
                 headers, pos = _decode_headers(body, pos, record_end)
             if pos != record_end:
                 raise CorruptRecordError(f"record ends at byte {pos} but its length says {record_end}")
-            append(Record(base_offset + offset_delta, base_timestamp + ts_delta, key, value, headers))
+            append(make(base_offset + offset_delta, base_timestamp + ts_delta, key, value, headers))
     except IndexError:
         raise CorruptRecordError("a record runs past the end of its batch") from None
     if pos != end:

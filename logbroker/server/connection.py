@@ -10,8 +10,9 @@ Limits, each closing the connection with a logged reason:
 - idle: nothing received and nothing in flight for `idle_timeout`;
 - slowloris: a frame started and not finished within `frame_timeout`;
 - in flight: past `max_in_flight` requests the read loop stops reading until one completes;
-- slow reader: more than `max_output_bytes` of responses queued, or a send that makes no
-  progress for `send_timeout`;
+- slow reader: a send that makes no progress for `send_timeout` (fetch responses are sized so
+  queued output stays within `max_output_bytes`; a client that keeps asking without reading is
+  also cut when its queue passes twice that);
 - protocol: bytes that are not frames, or a frame over `max_frame_bytes` (refused from its
   length prefix, before the body is read).
 """
@@ -64,6 +65,10 @@ class ClientConnection:
         self._reading = trio.CancelScope()
         self._tasks = 0
         self._tasks_done = trio.Event()
+        self._last_activity = trio.current_time()
+        #: Output bytes promised to fetches being built (so responses fit `max_output_bytes`).
+        self._reserved = 0
+        self._budget_freed = trio.Event()
         self.close_reason: str | None = None
         try:
             host, port = stream.socket.getpeername()[:2]
@@ -85,6 +90,10 @@ class ClientConnection:
                     nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.close_reason = self.close_reason or f"connection lost: {exc}"
+        except Exception:
+            # A bug must cost this connection, never the server and everyone else on it.
+            logger.exception("%s: closing after an unexpected error", self.peer)
+            self.close_reason = self.close_reason or "internal error"
         finally:
             with trio.CancelScope(shield=True):
                 await self._stream.aclose()
@@ -105,25 +114,38 @@ class ClientConnection:
     # -- reading -------------------------------------------------------------------------------
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
+        """Read and dispatch requests until the peer closes or a limit is hit.
+
+        Two deadlines: while a frame is partly received it must make progress - a frame
+        completes - within `frame_timeout` (time the broker itself spends not reading, held back
+        by `max_in_flight`, does not count); otherwise the connection must send something within
+        `idle_timeout` unless requests are in flight (their completion counts as activity).
+        """
         config = self._config
         frame_started: float | None = None
         while True:
+            now = trio.current_time()
             if self._protocol.partial_frame:
-                now = trio.current_time()
-                frame_started = frame_started if frame_started is not None else now
-                timeout = frame_started + config.frame_timeout - now
+                if frame_started is None:
+                    frame_started = now
+                deadline = frame_started + config.frame_timeout
                 why = f"frame timeout: a frame was started and not finished within {config.frame_timeout} s"
             else:
                 frame_started = None
-                timeout = config.idle_timeout if self._tasks == 0 else float("inf")
+                deadline = self._last_activity + config.idle_timeout
                 why = f"idle for {config.idle_timeout} s"
-            with trio.move_on_after(max(timeout, 0)) as waited:
+            with trio.move_on_at(deadline) as waited:
                 data = await self._stream.receive_some(_RECEIVE_SIZE)
             if waited.cancelled_caught:
-                if self._tasks:
-                    continue  # requests in flight: not idle
+                if frame_started is None:
+                    if self._tasks:
+                        self._last_activity = trio.current_time()  # requests in flight: not idle
+                        continue
+                    if trio.current_time() < self._last_activity + config.idle_timeout:
+                        continue  # a request finished since the deadline was set
                 self.close(why)
                 return
+            self._last_activity = trio.current_time()
             self._protocol.receive_data(data)
             while True:
                 try:
@@ -135,6 +157,7 @@ class ClientConnection:
                     break
                 if event is CLOSED:
                     return
+                frame_started = None  # a frame completed: progress
                 await self._in_flight.acquire()
                 self._dispatch(event, nursery)  # type: ignore[arg-type]
 
@@ -149,8 +172,9 @@ class ClientConnection:
         if isinstance(request, Produce):
             try:
                 result = handler.produce_now(request, event.payload)
-            except LogbrokerError as exc:
-                logger.debug("%s: produce refused: %s", self.peer, exc.message)
+            except Exception as exc:
+                if isinstance(exc, LogbrokerError):
+                    logger.debug("%s: produce refused: %s", self.peer, exc.message)
                 if request.acks == 0:
                     self._in_flight.release()
                 else:
@@ -161,7 +185,7 @@ class ClientConnection:
                 return
             self._spawn(nursery, cid, request, lambda: handler.produce_response(request, result))
         elif isinstance(request, Fetch):
-            self._spawn(nursery, cid, request, lambda: handler.fetch(request))
+            self._spawn(nursery, cid, request, lambda: self._fetch_within_budget(request))
         else:
             try:
                 response = handler.handle(request)
@@ -188,11 +212,32 @@ class ClientConnection:
                 response, payload = result if isinstance(result, tuple) else (result, b"")
             finally:
                 self._tasks -= 1
+                self._last_activity = trio.current_time()
                 if self._tasks == 0:
                     self._tasks_done.set()
             self._respond(cid, response, payload)
 
         nursery.start_soon(task)
+
+    async def _fetch_within_budget(self, request: Fetch) -> tuple[Message, bytes]:
+        """A fetch response sized to what the output queue may still take, so a client that
+        reads promptly is never mistaken for a slow reader however many fetches it pipelines."""
+        limit = self._config.max_output_bytes
+        while self._out_bytes + self._reserved >= limit:
+            freed = self._budget_freed
+            await freed.wait()
+        budget = limit - self._out_bytes - self._reserved
+        self._reserved += budget
+        try:
+            return await self._handler.fetch(request, max_response_bytes=budget)
+        finally:
+            self._reserved -= budget
+            self._free_budget()
+
+    def _free_budget(self) -> None:
+        """Wake every fetch waiting for output budget (they check again)."""
+        freed, self._budget_freed = self._budget_freed, trio.Event()
+        freed.set()
 
     async def _finish_in_flight(self) -> None:
         while self._tasks:
@@ -208,7 +253,9 @@ class ClientConnection:
     def send(self, data: bytes) -> None:
         self._out.append(data)
         self._out_bytes += len(data)
-        if self._out_bytes > self._config.max_output_bytes:
+        # Fetches are sized to the budget (one batch may overshoot it); past twice the budget the
+        # client is not reading what it asked for.
+        if self._out_bytes > 2 * self._config.max_output_bytes + self._config.max_frame_bytes:
             self.close(
                 f"slow reader: {self._out_bytes} bytes of responses queued "
                 f"(max_output_bytes is {self._config.max_output_bytes})"
@@ -232,6 +279,7 @@ class ClientConnection:
                     self.close(f"send timeout: the client took no data for {self._config.send_timeout} s")
                     return
                 self._out_bytes -= size
+                self._free_budget()
             self._drained.set()
 
     async def _drain_output(self) -> None:

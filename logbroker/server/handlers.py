@@ -115,11 +115,20 @@ class RequestHandler:
 
     # -- fetch ---------------------------------------------------------------------------------
 
-    async def fetch(self, request: Fetch) -> tuple[FetchResponse, bytes]:
-        """Read every requested partition; wait (long poll) until `min_bytes` are there."""
+    async def fetch(
+        self, request: Fetch, *, max_response_bytes: int | None = None
+    ) -> tuple[FetchResponse, bytes]:
+        """Read every requested partition; wait (long poll) until `min_bytes` are there.
+
+        The response holds at most `max_bytes` of the request, `max_fetch_bytes` of the server
+        and `max_response_bytes` (what the connection's output queue may take), except that the
+        first batch comes whole.
+        """
         if request.max_bytes < 0 or request.min_bytes < 0 or request.max_wait_ms < 0:
             raise InvalidRequestError("max_bytes, min_bytes and max_wait_ms must not be negative")
         limit = min(request.max_bytes, self.config.max_fetch_bytes)
+        if max_response_bytes is not None:
+            limit = min(limit, max_response_bytes)
         deadline = trio.current_time() + min(request.max_wait_ms, _MAX_WAIT_MS) / 1000
         while True:
             parts, chunks, logs, total, failed = self._fetch_once(request, limit)

@@ -59,7 +59,7 @@ class Server:
     async def wait_connections(self, at_most: int) -> None:
         """Return once at most `at_most` connections are open."""
         while len(self.connections) > at_most:
-            changed = self._connections_changed = trio.Event()
+            changed = self._connections_changed
             await changed.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
@@ -111,7 +111,8 @@ class Server:
             await connection.run()
         finally:
             self.connections.discard(connection)
-            self._connections_changed.set()
+            changed, self._connections_changed = self._connections_changed, trio.Event()
+            changed.set()
 
     async def _housekeeping(self) -> None:
         while True:
