@@ -2,7 +2,8 @@
 
     python tools/bench.py [--records 1000000] [--latency-seconds 10] [--plot bench-latency.png]
 
-Measures, in one run, with 100-byte records:
+Measures, in one run, with 100-byte records (throughput figures are the median of `--runs` runs,
+each against a fresh broker: single runs on a small VM vary a lot):
 
 - produce throughput (records/s, MB/s) through the client's batching producer, with the broker
   under `fsync=always` and under `fsync=never` (one topic, one partition);
@@ -190,6 +191,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3, help="throughput runs per figure; the median is shown")
     parser.add_argument(
         "--plot", default="bench-latency.png", help="PNG of latency percentiles ('' for none)"
     )
@@ -197,19 +199,24 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     results: dict[str, float] = {}
     for fsync in ("always", "never"):
-        with broker_process(fsync) as address:
-            elapsed = trio.run(produce, address, args.records)
-            rate = args.records / elapsed
-            results[f"produce-{fsync}"] = rate
-            rows.append((f"produce, fsync={fsync}", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}"))
-            if fsync == "always":
-                elapsed = trio.run(consume, address, args.records)
-                rate = args.records / elapsed
-                results["consume"] = rate
-                rows.append(
-                    ("consume from the start (decoded)", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}")
-                )
-                samples = trio.run(latency, address, args.rate, args.latency_seconds)
+        produced: list[float] = []
+        consumed: list[float] = []
+        for run in range(args.runs):
+            with broker_process(fsync) as address:
+                produced.append(args.records / trio.run(produce, address, args.records))
+                if fsync == "always":
+                    consumed.append(args.records / trio.run(consume, address, args.records))
+                    if run == 0:
+                        samples = trio.run(latency, address, args.rate, args.latency_seconds)
+        rate = statistics.median(produced)
+        results[f"produce-{fsync}"] = rate
+        rows.append((f"produce, fsync={fsync}", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}"))
+        if consumed:
+            rate = statistics.median(consumed)
+            results["consume"] = rate
+            rows.append(
+                ("consume from the start (decoded)", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}")
+            )
     ceiling = trio.run(echo_ceiling, 1 << 20, 400)
     rows.append(("trio echo ceiling, 1 MiB frames", "-", f"{ceiling:,.0f}"))
     width = max(len(r[0]) for r in rows)

@@ -1,0 +1,26 @@
+"""The README's examples run as written (against a broker on a free port)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from logbroker.testing import BrokerThread
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_the_quick_start_is_two_commands() -> None:
+    quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)```", quick_start, re.S)[0].strip().splitlines()
+    assert len(commands) == 2
+    assert commands[0].endswith("logbroker serve") and commands[1].endswith("pytest")
+
+
+def test_the_python_examples_run() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    scripts = [b for b in blocks if "127.0.0.1:9400" in b]
+    assert len(scripts) >= 2
+    for script in scripts:
+        with BrokerThread() as broker:
+            exec(compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"), {"__name__": "readme"})
