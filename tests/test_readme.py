@@ -23,4 +23,7 @@ def test_the_python_examples_run() -> None:
     assert len(scripts) >= 2
     for script in scripts:
         with BrokerThread() as broker:
-            exec(compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"), {"__name__": "readme"})
+            exec(
+                compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"),
+                {"__name__": "readme"},
+            )
