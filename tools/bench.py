@@ -13,7 +13,7 @@ each against a fresh broker: single runs on a small VM vary a lot):
   `fsync=always`: p50, p99, max;
 - the ceiling: loopback TCP throughput of a plain trio echo of the same frame size.
 
-It writes a PNG of the latency percentiles when matplotlib is installed (`pip install matplotlib`).
+It writes a PNG of the latency percentiles when matplotlib is installed (`pip install -e '.[bench]'`).
 Targets (issue 3): produce >= 500,000 records/s with fsync=always; consume >= 500,000 records/s;
 p99 end-to-end latency <= 5 ms at 2,000 records/s with fsync=always.
 """
