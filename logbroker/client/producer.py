@@ -188,9 +188,38 @@ class Producer:
         partition: int | None = None,
         timestamp: int | None = None,
     ) -> Delivery:
-        """Queue a record; the returned `Delivery` resolves once the broker acks it."""
+        """Queue a record; the returned `Delivery` resolves once the broker acks it.
+
+        Waits while more than `max_buffered_bytes` are not yet acked, and the first time a topic
+        is seen (to learn its partitions).
+        """
+        while True:
+            try:
+                return self.send_nowait(
+                    topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+                )
+            except trio.WouldBlock:
+                if topic not in self._partitions:
+                    await self._partition_count(topic)
+                else:
+                    await self._make_room()
+
+    def send_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[Header] | None = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> Delivery:
+        """`send` without waiting: raises `trio.WouldBlock` (queuing nothing) when the buffer is
+        full or the topic's partitions are not known yet; `await send(...)` then."""
         if self._nursery is None:
             raise RuntimeError("use the producer in an `async with` block")
+        if self._buffered > self.max_buffered_bytes:
+            raise trio.WouldBlock
         if partition is None and key is None and headers is None and timestamp is None:
             # The common case, kept short: an unkeyed record for the open batch of the topic.
             batch = self._unkeyed.get(topic)
@@ -209,13 +238,11 @@ class Producer:
                 self._buffered += size
                 if batch.size >= self.batch_bytes:
                     self._close((topic, batch.partition))
-                if self._buffered > self.max_buffered_bytes:
-                    await self._make_room()
                 return tuple.__new__(Delivery, (batch, index))
         if partition is None:
             count = self._partitions.get(topic)
             if count is None:
-                count = await self._partition_count(topic)
+                raise trio.WouldBlock
             if key is not None:
                 partition = partition_for_key(key, count)
             else:
@@ -248,8 +275,6 @@ class Producer:
         self._buffered += size
         if batch.size >= self.batch_bytes:
             self._close(slot)
-        if self._buffered > self.max_buffered_bytes:
-            await self._make_room()
         return tuple.__new__(Delivery, (batch, index))
 
     async def _make_room(self) -> None:

@@ -190,3 +190,18 @@ async def test_graceful_shutdown_under_load(tmp_path: object) -> None:
     assert set(acked) <= set(stored) and stored == list(range(len(stored)))
     assert len(acked) > 10
     reopened.close()
+
+
+async def test_send_nowait_queues_without_waiting_or_says_it_would_block() -> None:
+    async with run_broker() as broker, await logbroker.connect(broker.address) as client:
+        await client.create_topic("t")
+        async with client.producer(max_buffered_bytes=1000) as producer:
+            with pytest.raises(trio.WouldBlock):
+                producer.send_nowait("t", b"x")  # the topic's partitions are not known yet
+            first = await producer.send("t", b"x")
+            queued = [producer.send_nowait("t", b"y" * 100) for _ in range(8)]
+            with pytest.raises(trio.WouldBlock):
+                for _ in range(20):
+                    producer.send_nowait("t", b"z" * 100)  # over max_buffered_bytes
+        assert first.result().offset == 0
+        assert [d.result().offset for d in queued] == list(range(1, 9))
