@@ -16,7 +16,10 @@ __all__ = [
     "CorruptLogError",
     "CorruptRecordError",
     "FrameTooLargeError",
+    "GroupIdNotFoundError",
+    "IllegalGenerationError",
     "InvalidConfigError",
+    "InvalidGroupIdError",
     "InvalidPartitionsError",
     "InvalidRecordError",
     "InvalidRequestError",
@@ -25,12 +28,14 @@ __all__ = [
     "LogReadOnlyError",
     "LogbrokerError",
     "MessageTooLargeError",
+    "NonEmptyGroupError",
     "OffsetOutOfRangeError",
     "ProtocolError",
     "RecordListTooLargeError",
     "RequestTimedOutError",
     "StorageError",
     "TopicAlreadyExistsError",
+    "UnknownMemberIdError",
     "UnknownTopicOrPartitionError",
     "UnsupportedCompressionError",
     "UnsupportedVersionError",
@@ -211,6 +216,37 @@ class InvalidRequestError(LogbrokerError):
 
     code = 42
     name = "INVALID_REQUEST"
+
+
+class IllegalGenerationError(LogbrokerError):
+    """A group request from an old generation, or for a partition the member does not own."""
+
+    code = 22
+    name = "ILLEGAL_GENERATION"
+
+
+class InvalidGroupIdError(LogbrokerError):
+    code = 24
+    name = "INVALID_GROUP_ID"
+
+
+class UnknownMemberIdError(LogbrokerError):
+    """The member is not (or no longer) in the group: its session expired or it left."""
+
+    code = 25
+    name = "UNKNOWN_MEMBER_ID"
+
+
+class NonEmptyGroupError(LogbrokerError):
+    """An operation that needs a group without members (an offset reset)."""
+
+    code = 68
+    name = "NON_EMPTY_GROUP"
+
+
+class GroupIdNotFoundError(LogbrokerError):
+    code = 69
+    name = "GROUP_ID_NOT_FOUND"
 
 
 class ProtocolError(LogbrokerError):

@@ -18,6 +18,8 @@ from typing import Literal
 
 import attrs
 
+from logbroker.broker.coordinator import GroupCoordinator
+from logbroker.broker.group_state import GroupSettings
 from logbroker.broker.names import check_topic_name, is_internal
 from logbroker.broker.topic_config import TopicConfig
 from logbroker.broker.topics import CATALOGUE_FILE, TopicEntry, TopicStore
@@ -83,6 +85,10 @@ class BrokerOptions:
     auto_create_topics: bool = False
     default_partitions: int = 1
     topic_defaults: TopicConfig = attrs.Factory(TopicConfig)
+    group_defaults: GroupSettings = attrs.Factory(GroupSettings)
+    #: Wait this long after the first member joins an empty group before assigning partitions,
+    #: so members that start together share the first generation.
+    group_initial_delay_ms: int = 300
 
 
 @attrs.frozen
@@ -151,6 +157,13 @@ class Broker:
         for entry in self._store:
             self._topics[entry.name] = self._open_topic(entry, now_ms)
         self._remove_leftovers()
+        #: Consumer groups: committed offsets, cursors, redelivery (see `coordinator.py`).
+        self.groups = GroupCoordinator(
+            self,
+            defaults=options.group_defaults,
+            initial_delay_ms=options.group_initial_delay_ms,
+            now_ms=now_ms,
+        )
 
     @classmethod
     def open(
@@ -215,6 +228,7 @@ class Broker:
         topic = self._topic(name)
         self._store.remove(name)
         del self._topics[name]
+        self.groups.topic_deleted(name, now_ms=0)
         for log in topic.logs:
             self._dirty.pop(id(log), None)
             try:
@@ -308,6 +322,11 @@ class Broker:
         for name, topic in self._topics.items():
             for partition, log in enumerate(topic.logs):
                 yield name, partition, log
+
+    def note_appended(self, log: PartitionLog) -> None:
+        """Something other than `produce` appended to `log`: the flusher must cover it."""
+        if self._fs is not None and self.options.fsync.mode != "never":
+            self._dirty[id(log)] = log
 
     def take_dirty(self) -> list[PartitionLog]:
         """The logs appended to since the last call: what a flush must cover."""

@@ -44,6 +44,7 @@ from logbroker.records import Compression, encode_batch
 
 if TYPE_CHECKING:
     from logbroker.client.consumer import Consumer
+    from logbroker.client.group_consumer import GroupConsumer
     from logbroker.client.producer import Producer
 
 __all__ = ["Client", "TopicDescription", "connect"]
@@ -194,6 +195,12 @@ class Client:
         from logbroker.client.producer import Producer
 
         return Producer(self, **options)
+
+    def group_consumer(self, group: str, topics: Sequence[str] | str, **options: Any) -> GroupConsumer:
+        """A member of consumer group `group` (an async context manager); see `GroupConsumer`."""
+        from logbroker.client.group_consumer import GroupConsumer
+
+        return GroupConsumer(self, group, [topics] if isinstance(topics, str) else topics, **options)
 
     def consumer(self, topic: str, **options: Any) -> Consumer:
         """A consumer reading `topic` by offset; see `Consumer` for the options."""

@@ -18,6 +18,31 @@ from logbroker.errors import ProtocolError, UnsupportedVersionError
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "CommitOffset",
+    "CommitOffsetResponse",
+    "DescribeGroup",
+    "DescribeGroupResponse",
+    "GroupMemberInfo",
+    "GroupOffsetInfo",
+    "GroupPoll",
+    "GroupPollResponse",
+    "GroupSummary",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "JoinGroup",
+    "JoinGroupResponse",
+    "LeaveGroup",
+    "LeaveGroupResponse",
+    "ListGroupOffsets",
+    "ListGroupOffsetsResponse",
+    "ListGroups",
+    "ListGroupsResponse",
+    "Nack",
+    "NackResponse",
+    "PolledPartition",
+    "ResetOffsets",
+    "ResetOffsetsResponse",
+    "TopicPartitionRef",
     "REQUESTS",
     "RESPONSES",
     "CreateTopic",
@@ -239,6 +264,229 @@ class ListOffsetsResponse(Response):
     offset: int = -1
 
 
+# -- consumer groups -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TopicPartitionRef:
+    topic: str
+    partition: int
+
+
+@attrs.frozen
+class JoinGroup(Message):
+    """Join (or update the subscription of) a group. Settings given here become the group's;
+    `start` places partitions that have no committed offset: "earliest", "latest" or a time."""
+
+    API_KEY: ClassVar[int] = 8
+    group: str
+    topics: list[str]
+    member_id: str | None = None
+    client_id: str = ""
+    ack_timeout_ms: int | None = None
+    max_deliveries: int | None = None
+    session_timeout_ms: int | None = None
+    start: str | int | None = None
+
+
+@attrs.frozen
+class JoinGroupResponse(Response):
+    API_KEY: ClassVar[int] = 8
+    member_id: str = ""
+    generation: int = 0
+    assignment: list[TopicPartitionRef] = attrs.Factory(list)
+    ack_timeout_ms: int = 0
+    max_deliveries: int = 0
+    session_timeout_ms: int = 0
+
+
+@attrs.frozen
+class LeaveGroup(Message):
+    API_KEY: ClassVar[int] = 9
+    group: str
+    member_id: str
+
+
+@attrs.frozen
+class LeaveGroupResponse(Response):
+    API_KEY: ClassVar[int] = 9
+
+
+@attrs.frozen
+class Heartbeat(Message):
+    API_KEY: ClassVar[int] = 10
+    group: str
+    member_id: str
+
+
+@attrs.frozen
+class HeartbeatResponse(Response):
+    API_KEY: ClassVar[int] = 10
+    generation: int = 0
+    assignment: list[TopicPartitionRef] = attrs.Factory(list)
+
+
+@attrs.frozen
+class GroupPoll(Message):
+    """Receive records of the member's partitions; wait up to `max_wait_ms` for some."""
+
+    API_KEY: ClassVar[int] = 11
+    group: str
+    member_id: str
+    max_wait_ms: int = 500
+    max_bytes: int = 16 << 20
+
+
+@attrs.frozen
+class PolledPartition:
+    """Records [start, end) of a partition in `size` bytes of the payload (whole batches: skip
+    records outside the range); `counts` gives their delivery counts as [start, end, count]."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    size: int
+    counts: list[list[int]]
+
+
+@attrs.frozen
+class GroupPollResponse(Response):
+    API_KEY: ClassVar[int] = 11
+    generation: int = 0
+    assignment: list[TopicPartitionRef] = attrs.Factory(list)
+    partitions: list[PolledPartition] = attrs.Factory(list)
+
+
+@attrs.frozen
+class CommitOffset(Message):
+    """Everything of the partition below `offset` is done (a cumulative ack)."""
+
+    API_KEY: ClassVar[int] = 12
+    group: str
+    member_id: str
+    generation: int
+    topic: str
+    partition: int
+    offset: int
+
+
+@attrs.frozen
+class CommitOffsetResponse(Response):
+    API_KEY: ClassVar[int] = 12
+    committed: int = -1
+
+
+@attrs.frozen
+class Nack(Message):
+    """Processing failed at `offset`: deliver again from it after `delay_ms`."""
+
+    API_KEY: ClassVar[int] = 13
+    group: str
+    member_id: str
+    generation: int
+    topic: str
+    partition: int
+    offset: int
+    delay_ms: int = 0
+
+
+@attrs.frozen
+class NackResponse(Response):
+    API_KEY: ClassVar[int] = 13
+
+
+@attrs.frozen
+class GroupSummary:
+    name: str
+    members: int
+    generation: int
+    topics: list[str]
+
+
+@attrs.frozen
+class ListGroups(Message):
+    API_KEY: ClassVar[int] = 14
+
+
+@attrs.frozen
+class ListGroupsResponse(Response):
+    API_KEY: ClassVar[int] = 14
+    groups: list[GroupSummary] = attrs.Factory(list)
+
+
+@attrs.frozen
+class GroupMemberInfo:
+    member_id: str
+    client_id: str
+    topics: list[str]
+    assignment: list[TopicPartitionRef]
+
+
+@attrs.frozen
+class GroupOffsetInfo:
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    cursor: int
+    in_flight: int
+    log_start: int
+    log_end: int
+    lag: int
+    owner: str | None = None
+
+
+@attrs.frozen
+class DescribeGroup(Message):
+    API_KEY: ClassVar[int] = 15
+    group: str
+
+
+@attrs.frozen
+class DescribeGroupResponse(Response):
+    API_KEY: ClassVar[int] = 15
+    name: str = ""
+    generation: int = 0
+    ack_timeout_ms: int = 0
+    max_deliveries: int = 0
+    session_timeout_ms: int = 0
+    members: list[GroupMemberInfo] = attrs.Factory(list)
+    partitions: list[GroupOffsetInfo] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ResetOffsets(Message):
+    """Move a member-less group's offsets of `topic`: `to` is "earliest", "latest" or an
+    offset; or `timestamp` (ms) for the first record at or after it."""
+
+    API_KEY: ClassVar[int] = 16
+    group: str
+    topic: str
+    to: str | int | None = None
+    timestamp: int | None = None
+
+
+@attrs.frozen
+class ResetOffsetsResponse(Response):
+    API_KEY: ClassVar[int] = 16
+    partitions: list[TopicPartitionRef] = attrs.Factory(list)
+    offsets: list[int] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ListGroupOffsets(Message):
+    API_KEY: ClassVar[int] = 17
+    group: str | None = None
+    topic: str | None = None
+
+
+@attrs.frozen
+class ListGroupOffsetsResponse(Response):
+    API_KEY: ClassVar[int] = 17
+    offsets: list[GroupOffsetInfo] = attrs.Factory(list)
+
+
 @attrs.frozen
 class ErrorResponse(Response):
     """The answer to a request the broker could not decode (unknown kind, bad header)."""
@@ -248,7 +496,26 @@ class ErrorResponse(Response):
 
 REQUESTS: dict[int, type[Message]] = {
     cls.API_KEY: cls
-    for cls in (Hello, CreateTopic, DeleteTopic, ListTopics, DescribeTopic, Produce, Fetch, ListOffsets)
+    for cls in (
+        Hello,
+        CreateTopic,
+        DeleteTopic,
+        ListTopics,
+        DescribeTopic,
+        Produce,
+        Fetch,
+        ListOffsets,
+        JoinGroup,
+        LeaveGroup,
+        Heartbeat,
+        GroupPoll,
+        CommitOffset,
+        Nack,
+        ListGroups,
+        DescribeGroup,
+        ResetOffsets,
+        ListGroupOffsets,
+    )
 }
 RESPONSES: dict[int, type[Message]] = {
     cls.API_KEY: cls
@@ -261,6 +528,16 @@ RESPONSES: dict[int, type[Message]] = {
         ProduceResponse,
         FetchResponse,
         ListOffsetsResponse,
+        JoinGroupResponse,
+        LeaveGroupResponse,
+        HeartbeatResponse,
+        GroupPollResponse,
+        CommitOffsetResponse,
+        NackResponse,
+        ListGroupsResponse,
+        DescribeGroupResponse,
+        ResetOffsetsResponse,
+        ListGroupOffsetsResponse,
         ErrorResponse,
     )
 }
@@ -296,6 +573,9 @@ converter = cattrs.Converter(forbid_extra_keys=True)
 for _kind in (int, str, bool):
     converter.register_structure_hook(_kind, _strict(_kind))
 converter.register_structure_hook_func(lambda t: t == (str | int), _spec)
+converter.register_structure_hook_func(
+    lambda t: t == (str | int | None), lambda v, _: None if v is None else _spec(v, _)
+)
 converter.register_structure_hook_func(lambda t: t == dict[str, str], _string_map)
 
 M = TypeVar("M", bound=Message)

@@ -36,7 +36,17 @@ from logbroker.protocol.connection import (
     Response,
     Role,
 )
-from logbroker.protocol.messages import ErrorResponse, Fetch, Message, Produce
+from logbroker.protocol.messages import (
+    CommitOffset,
+    ErrorResponse,
+    Fetch,
+    GroupPoll,
+    JoinGroup,
+    LeaveGroup,
+    Message,
+    Produce,
+    ResetOffsets,
+)
 from logbroker.server.handlers import RequestHandler, error_response
 
 if TYPE_CHECKING:
@@ -47,6 +57,8 @@ __all__ = ["ClientConnection"]
 logger = logging.getLogger("logbroker.connections")
 
 _RECEIVE_SIZE = 256 * 1024
+# Group requests that wait (for an fsync, or a poll for records) run in their own task.
+WAITING_GROUP_REQUESTS = (JoinGroup, LeaveGroup, CommitOffset, ResetOffsets, GroupPoll)
 _COALESCE_BYTES = 256 * 1024
 
 
@@ -186,6 +198,8 @@ class ClientConnection:
             self._spawn(nursery, cid, request, lambda: handler.produce_response(request, result))
         elif isinstance(request, Fetch):
             self._spawn(nursery, cid, request, lambda: self._fetch_within_budget(request))
+        elif isinstance(request, WAITING_GROUP_REQUESTS):
+            self._spawn(nursery, cid, request, lambda: handler.group_request(request))
         else:
             try:
                 response = handler.handle(request)

@@ -9,12 +9,14 @@ poll). Everything else is answered at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
 from logbroker import __version__
 from logbroker.broker.broker import Broker, FetchResult, ProduceResult, TopicInfo
+from logbroker.broker.coordinator import DeadLetter, Durable, OffsetRow
+from logbroker.broker.group_state import Group
 from logbroker.errors import (
     BrokerUnavailableError,
     InvalidRequestError,
@@ -25,26 +27,51 @@ from logbroker.errors import (
 from logbroker.protocol.messages import (
     PROTOCOL_VERSION,
     RESPONSES,
+    CommitOffset,
+    CommitOffsetResponse,
     CreateTopic,
     CreateTopicResponse,
     DeleteTopic,
     DeleteTopicResponse,
+    DescribeGroup,
+    DescribeGroupResponse,
     DescribeTopic,
     DescribeTopicResponse,
     ErrorResponse,
     Fetch,
     FetchedPartition,
     FetchResponse,
+    GroupMemberInfo,
+    GroupOffsetInfo,
+    GroupPoll,
+    GroupPollResponse,
+    GroupSummary,
+    Heartbeat,
+    HeartbeatResponse,
     Hello,
     HelloResponse,
+    JoinGroup,
+    JoinGroupResponse,
+    LeaveGroup,
+    LeaveGroupResponse,
+    ListGroupOffsets,
+    ListGroupOffsetsResponse,
+    ListGroups,
+    ListGroupsResponse,
     ListOffsets,
     ListOffsetsResponse,
     ListTopics,
     ListTopicsResponse,
     Message,
+    Nack,
+    NackResponse,
     PartitionDescription,
+    PolledPartition,
     Produce,
     ProduceResponse,
+    ResetOffsets,
+    ResetOffsetsResponse,
+    TopicPartitionRef,
     TopicSummary,
 )
 from logbroker.server.config import ServerConfig
@@ -85,6 +112,18 @@ class RequestHandler:
         #: Set when the server shuts down: long polls return at once, new requests are refused.
         self.closing = False
         self._ack_after_fsync = broker.durable and config.fsync.mode == "always"
+        #: Set after a change to group state that may move the next group deadline.
+        self.group_timer_wakeup = trio.Event()
+
+    def poke_group_timer(self) -> None:
+        wakeup, self.group_timer_wakeup = self.group_timer_wakeup, trio.Event()
+        wakeup.set()
+
+    async def durable(self, pending: Durable | None) -> None:
+        """Return once an append of the coordinator is as durable as the fsync policy says."""
+        if pending is not None and self._ack_after_fsync:
+            self.flusher.poke()
+            await self.flusher.wait_flushed(pending.log, pending.next_offset)
 
     # -- produce -------------------------------------------------------------------------------
 
@@ -208,7 +247,182 @@ class RequestHandler:
         if isinstance(request, ListOffsets):
             offset = broker.list_offset(request.topic, request.partition, request.spec, now_ms=now_ms)
             return ListOffsetsResponse(offset=-1 if offset is None else offset)
+        groups = broker.groups
+        now = _monotonic_ms()
+        if isinstance(request, Heartbeat):
+            group = groups.heartbeat(request.group, request.member_id, now=now)
+            return HeartbeatResponse(
+                generation=group.generation, assignment=_refs(group.assignment(request.member_id))
+            )
+        if isinstance(request, Nack):
+            groups.nack(
+                request.group,
+                request.member_id,
+                request.generation,
+                request.topic,
+                request.partition,
+                request.offset,
+                request.delay_ms,
+                now=now,
+            )
+            self.signals.notify_group(request.group)
+            self.poke_group_timer()
+            return NackResponse()
+        if isinstance(request, ListGroups):
+            return ListGroupsResponse(
+                groups=[
+                    GroupSummary(
+                        g.name,
+                        len(g.members),
+                        g.generation,
+                        sorted({t for t, _ in g.partitions} | g.subscribed_topics()),
+                    )
+                    for _, g in sorted(groups.groups.items())
+                ]
+            )
+        if isinstance(request, DescribeGroup):
+            return _group_description(groups.describe(request.group), groups.offset_rows(request.group))
+        if isinstance(request, ListGroupOffsets):
+            return ListGroupOffsetsResponse(
+                offsets=[_offset_info(r) for r in groups.offset_rows(request.group, request.topic)]
+            )
         raise InvalidRequestError(f"{type(request).__name__} cannot be answered here")
+
+    # -- consumer groups -----------------------------------------------------------------------
+
+    async def group_request(self, request: Message) -> tuple[Message, bytes]:
+        """Group requests that may wait: for an fsync, or (a poll) for records."""
+        if self.closing:
+            raise BrokerUnavailableError("the broker is shutting down")
+        groups = self.broker.groups
+        now, now_ms = _monotonic_ms(), self.wall_ms()
+        if isinstance(request, JoinGroup):
+            member_id, group, pending = groups.join(
+                request.group,
+                request.member_id,
+                request.client_id,
+                request.topics,
+                ack_timeout_ms=request.ack_timeout_ms,
+                max_deliveries=request.max_deliveries,
+                session_timeout_ms=request.session_timeout_ms,
+                start=request.start,
+                now=now,
+                now_ms=now_ms,
+            )
+            self.signals.notify_group(request.group)
+            self.poke_group_timer()
+            await self.durable(pending)
+            return (
+                JoinGroupResponse(
+                    member_id=member_id,
+                    generation=group.generation,
+                    assignment=_refs(group.assignment(member_id)),
+                    ack_timeout_ms=group.settings.ack_timeout_ms,
+                    max_deliveries=group.settings.max_deliveries,
+                    session_timeout_ms=group.settings.session_timeout_ms,
+                ),
+                b"",
+            )
+        if isinstance(request, LeaveGroup):
+            pending = groups.leave(request.group, request.member_id, now=now, now_ms=now_ms)
+            self.signals.notify_group(request.group)
+            self.poke_group_timer()
+            await self.durable(pending)
+            return LeaveGroupResponse(), b""
+        if isinstance(request, CommitOffset):
+            committed, pending = groups.commit(
+                request.group,
+                request.member_id,
+                request.generation,
+                request.topic,
+                request.partition,
+                request.offset,
+                now=now,
+                now_ms=now_ms,
+            )
+            self.poke_group_timer()
+            await self.durable(pending)
+            return CommitOffsetResponse(committed=committed), b""
+        if isinstance(request, ResetOffsets):
+            if request.to is None and request.timestamp is None:
+                raise InvalidRequestError("reset offsets needs `to` or `timestamp`")
+            result, pending = groups.reset_offsets(
+                request.group,
+                request.topic,
+                request.to or "earliest",
+                timestamp=request.timestamp,
+                now_ms=now_ms,
+            )
+            await self.durable(pending)
+            return (
+                ResetOffsetsResponse(
+                    partitions=[TopicPartitionRef(request.topic, p) for p, _ in result],
+                    offsets=[o for _, o in result],
+                ),
+                b"",
+            )
+        if isinstance(request, GroupPoll):
+            return await self._group_poll(request)
+        raise InvalidRequestError(f"{type(request).__name__} is not a group request")
+
+    async def _group_poll(self, request: GroupPoll) -> tuple[Message, bytes]:
+        groups = self.broker.groups
+        group = groups.groups.get(request.group)
+        member = group.members.get(request.member_id) if group else None
+        if group is None or member is None:
+            groups.heartbeat(request.group, request.member_id, now=_monotonic_ms())  # raises the right error
+            raise AssertionError("unreachable")
+        wait_ms = min(max(request.max_wait_ms, 0), _MAX_WAIT_MS, group.settings.session_timeout_ms // 2)
+        deadline = trio.current_time() + wait_ms / 1000
+        limit = min(max(request.max_bytes, 1), self.config.max_fetch_bytes)
+        member.polling += 1
+        try:
+            while True:
+                result = groups.poll(
+                    request.group, request.member_id, limit, now=_monotonic_ms(), now_ms=self.wall_ms()
+                )
+                for letter in result.dead_letters:
+                    await self._finish_dead_letter(letter)
+                if result.dead_letters:
+                    continue
+                if result.delivered:
+                    self.poke_group_timer()  # ack deadlines start now
+                if result.delivered or trio.current_time() >= deadline or self.closing:
+                    break
+                logs = [self.broker.log(t, p) for t, p in result.assignment if self.broker.has_topic(t)]
+                with trio.move_on_at(deadline):
+                    await self.signals.wait(logs, [request.group])
+        finally:
+            member.polling -= 1
+            member.last_seen = _monotonic_ms()
+        parts = [
+            PolledPartition(d.topic, d.partition, d.start, d.end, len(d.data), [list(c) for c in d.counts])
+            for d in result.delivered
+        ]
+        return (
+            GroupPollResponse(
+                generation=result.generation, assignment=_refs(result.assignment), partitions=parts
+            ),
+            b"".join(d.data for d in result.delivered),
+        )
+
+    async def _finish_dead_letter(self, letter: DeadLetter) -> None:
+        groups = self.broker.groups
+        try:
+            await self.durable(letter.copy)
+        except LogbrokerError:
+            groups.abandon_dead_letter(letter)
+            raise
+        pending = groups.finish_dead_letter(letter, now_ms=self.wall_ms())
+        logger.info(
+            "group %s: dead-lettered %s-%d offset %d",
+            letter.group,
+            letter.topic,
+            letter.partition,
+            letter.offset,
+        )
+        await self.durable(pending)
+        self.signals.notify_group(letter.group)
 
 
 def _fetched(topic: str, partition: int, result: FetchResult, size: int) -> FetchedPartition:
@@ -241,4 +455,42 @@ def _description(cls: type[DescribeTopicResponse], info: TopicInfo) -> DescribeT
         config=info.config,
         internal=info.internal,
         created_ms=info.created_ms,
+    )
+
+
+def _monotonic_ms() -> int:
+    return int(trio.current_time() * 1000)
+
+
+def _refs(assignment: list[tuple[str, int]]) -> list[TopicPartitionRef]:
+    return [TopicPartitionRef(t, p) for t, p in assignment]
+
+
+def _offset_info(row: OffsetRow) -> GroupOffsetInfo:
+    return GroupOffsetInfo(
+        row.group,
+        row.topic,
+        row.partition,
+        row.committed,
+        row.cursor,
+        row.in_flight,
+        row.log_start,
+        row.log_end,
+        row.lag,
+        row.owner,
+    )
+
+
+def _group_description(group: Group, rows: Iterable[OffsetRow]) -> DescribeGroupResponse:
+    return DescribeGroupResponse(
+        name=group.name,
+        generation=group.generation,
+        ack_timeout_ms=group.settings.ack_timeout_ms,
+        max_deliveries=group.settings.max_deliveries,
+        session_timeout_ms=group.settings.session_timeout_ms,
+        members=[
+            GroupMemberInfo(m.member_id, m.client_id, list(m.topics), _refs(group.assignment(m.member_id)))
+            for m in sorted(group.members.values(), key=lambda m: m.member_id)
+        ],
+        partitions=[_offset_info(r) for r in rows],
     )

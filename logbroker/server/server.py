@@ -68,6 +68,7 @@ class Server:
         async with trio.open_nursery() as background:
             background.start_soon(self.flusher.run)
             background.start_soon(self._housekeeping)
+            background.start_soon(self._group_timer)
             async with trio.open_nursery() as connections:
                 accepting = trio.CancelScope()
 
@@ -114,12 +115,26 @@ class Server:
             changed, self._connections_changed = self._connections_changed, trio.Event()
             changed.set()
 
+    async def _group_timer(self) -> None:
+        """Apply group timeouts when they are due: session expiry, ack timeouts, nack delays,
+        the first assignment after its delay."""
+        groups = self.broker.groups
+        while True:
+            for name in groups.expire(int(trio.current_time() * 1000), wall_clock_ms()):
+                self.signals.notify_group(name)
+            deadline = groups.next_deadline()
+            wakeup = self.handler.group_timer_wakeup
+            with trio.move_on_at(deadline / 1000 if deadline is not None else float("inf")):
+                await wakeup.wait()
+
     async def _housekeeping(self) -> None:
         while True:
             await trio.sleep(self.config.retention_check_interval)
             deleted = self.broker.apply_retention(wall_clock_ms())
             if deleted:
                 logger.info("retention deleted %d segment(s)", deleted)
+            if self.broker.groups.maybe_compact(wall_clock_ms()):
+                logger.info("compacted %s", "__offsets")
             for note in self.broker.notes:
                 logger.warning("%s", note)
             self.broker.notes.clear()

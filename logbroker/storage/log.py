@@ -286,22 +286,36 @@ class PartitionLog:
                     break
                 excess -= segment.size
                 oversized += 1
-        doomed_count = max(expired, oversized)
-        if doomed_count == 0:
+        return self._delete_oldest(max(expired, oversized))
+
+    def delete_before(self, offset: int) -> int:
+        """Delete every closed segment that lies wholly below `offset`; the log start moves to
+        the first segment kept (so `offset` should be a segment's base). Returns the count."""
+        if self._read_only is not None or self._closed:
             return 0
-        new_start = segments[doomed_count].base_offset
+        count = 0
+        while count < len(self._segments) - 1 and self._segments[count + 1].base_offset <= offset:
+            count += 1
+        return self._delete_oldest(count)
+
+    def _delete_oldest(self, count: int) -> int:
+        """Delete the oldest `count` segments (never the active one), log start first."""
+        if count <= 0:
+            return 0
+        segments = self._segments
+        new_start = segments[count].base_offset
         if new_start > self._log_start:
             self._store.save_log_start(new_start)
             self._log_start = new_start
-        doomed = segments[:doomed_count]
-        del segments[:doomed_count]
-        del self._bases[:doomed_count]
+        doomed = segments[:count]
+        del segments[:count]
+        del self._bases[:count]
         if self._damaged is not None and self._damaged[1].offset < new_start:
             self._damaged = None  # the damaged segment is gone
             for segment in segments:
                 self._note_damage(segment)
         self._store.delete_segments(doomed)
-        return doomed_count
+        return count
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -356,6 +370,10 @@ class PartitionLog:
         end it returns no bytes. Damaged stored data raises `CorruptLogError` when the read
         starts at it and ends the read before it otherwise.
         """
+        return self.read_batches(offset, max_bytes, end_offset)[0]
+
+    def read_batches(self, offset: int, max_bytes: int, end_offset: int | None = None) -> tuple[bytes, int]:
+        """`read`, and the offset that follows the returned batches (`offset` when none)."""
         end = self.next_offset
         if offset < self._log_start or offset > end:
             raise OffsetOutOfRangeError(offset, self._log_start, end)
@@ -368,11 +386,12 @@ class PartitionLog:
         i = max(bisect_right(self._bases, offset) - 1, 0)
         chunks: list[bytes] = []
         remaining = max_bytes
+        after = offset
         for segment in self._segments[i:]:
-            if offset >= stop or (remaining <= 0 and chunks):
+            if after >= stop or (remaining <= 0 and chunks):
                 break
             try:
-                data, next_offset = segment.read(offset, remaining, stop, min_one=not chunks)
+                data, next_offset = segment.read(after, remaining, stop, min_one=not chunks)
             except CorruptLogError:
                 self._note_damage(segment)
                 if not chunks:
@@ -383,12 +402,11 @@ class PartitionLog:
                 break
             chunks.append(data)
             remaining -= len(data)
+            after = next_offset
             if next_offset < segment.next_offset:
                 break  # the read filled up, or damage ends it
-            offset = next_offset
-        if len(chunks) == 1:
-            return chunks[0]
-        return b"".join(chunks)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return data, max(after, offset)
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """The first offset whose record timestamp is at least `timestamp`, or None if none is."""

@@ -41,9 +41,10 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Broker:
 )
 def test_bad_topic_names_are_refused_before_the_disk(tmp_path: Path, name: str) -> None:
     broker = Broker.open(str(tmp_path), now_ms=NOW)
+    before = sorted(os.listdir(tmp_path))
     with pytest.raises(InvalidTopicError):
         broker.create_topic(name, now_ms=NOW)
-    assert sorted(os.listdir(tmp_path)) == []
+    assert sorted(os.listdir(tmp_path)) == before
     broker.close()
 
 
@@ -97,7 +98,7 @@ def test_topics_survive_a_restart_and_delete_removes_files(tmp_path: Path) -> No
     assert not os.path.exists(os.path.join(data, "gone-0"))
     broker.close()
     catalogue = json.loads((tmp_path / "data" / "topics.json").read_text())
-    assert list(catalogue["topics"]) == ["orders"]
+    assert list(catalogue["topics"]) == ["__offsets", "orders"]
     broker = Broker.open(data, now_ms=NOW)
     info = broker.describe_topic("orders")
     assert info.config["retention.bytes"] == "1000000"
@@ -116,7 +117,7 @@ def test_leftovers_of_an_interrupted_delete_are_removed(tmp_path: Path) -> None:
     (data / "keep-7").mkdir()
     (data / "notes").mkdir()
     broker = Broker.open(str(data), now_ms=NOW)
-    assert sorted(os.listdir(data)) == ["keep-0", "notes", "topics.json"]
+    assert sorted(os.listdir(data)) == ["__offsets-0", "keep-0", "notes", "topics.json"]
     assert len(broker.notes) == 2
     broker.close()
 

@@ -1,0 +1,301 @@
+"""Consumer groups as plain state: settings, members, the assignment, and per-partition delivery.
+
+Per (group, partition) the broker keeps:
+
+    log start          committed                     cursor                 log end
+        |--- done ---------|=== in flight (delivered, ===|--- not yet delivered ---|
+                           |    not yet committed)      |
+
+- `committed`: everything below it is done (a cumulative ack); durable, in `__offsets`.
+- `cursor`: the next offset to deliver. Records in [committed, cursor) are in flight.
+- Each delivery of a range is remembered with its time; when the oldest in-flight delivery is
+  older than the ack timeout, the cursor rewinds to `committed` and those records go out again.
+- A nack of offset X rewinds the cursor to X (at once, or when its delay ends; the partition
+  delivers nothing meanwhile, so order is kept).
+- Delivery counts are kept per offset as ranges. A nack of X voids the latest delivery of the
+  records after X (the consumer stopped at X), so only X's count grows for X's failures.
+
+Nothing here does I/O or reads a clock: times are monotonic milliseconds passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+import attrs
+
+from logbroker.errors import InvalidConfigError
+
+__all__ = ["DeliveryCounts", "Group", "GroupSettings", "Member", "PartitionCursor", "assign"]
+
+TopicPartition = tuple[str, int]
+
+
+@attrs.frozen
+class GroupSettings:
+    ack_timeout_ms: int = 30_000
+    max_deliveries: int = 10
+    session_timeout_ms: int = 30_000
+
+    MIN_ACK_TIMEOUT_MS = 100
+    MAX_ACK_TIMEOUT_MS = 24 * 3600 * 1000
+    MIN_SESSION_TIMEOUT_MS = 100
+    MAX_SESSION_TIMEOUT_MS = 30 * 60 * 1000
+    MAX_MAX_DELIVERIES = 1000
+
+    def with_overrides(
+        self, ack_timeout_ms: int | None, max_deliveries: int | None, session_timeout_ms: int | None
+    ) -> GroupSettings:
+        """These settings with the given ones replaced; values out of bounds raise."""
+        changes: dict[str, int] = {}
+        if ack_timeout_ms is not None:
+            if not self.MIN_ACK_TIMEOUT_MS <= ack_timeout_ms <= self.MAX_ACK_TIMEOUT_MS:
+                raise InvalidConfigError(
+                    f"the ack timeout must be {self.MIN_ACK_TIMEOUT_MS / 1000} s to "
+                    f"{self.MAX_ACK_TIMEOUT_MS // 1000} s, not {ack_timeout_ms / 1000} s"
+                )
+            changes["ack_timeout_ms"] = ack_timeout_ms
+        if max_deliveries is not None:
+            if not 1 <= max_deliveries <= self.MAX_MAX_DELIVERIES:
+                raise InvalidConfigError(
+                    f"max deliveries must be 1 to {self.MAX_MAX_DELIVERIES}, not {max_deliveries}"
+                )
+            changes["max_deliveries"] = max_deliveries
+        if session_timeout_ms is not None:
+            if not self.MIN_SESSION_TIMEOUT_MS <= session_timeout_ms <= self.MAX_SESSION_TIMEOUT_MS:
+                raise InvalidConfigError(
+                    f"the session timeout must be {self.MIN_SESSION_TIMEOUT_MS / 1000} s to "
+                    f"{self.MAX_SESSION_TIMEOUT_MS // 1000} s, not {session_timeout_ms / 1000} s"
+                )
+            changes["session_timeout_ms"] = session_timeout_ms
+        return attrs.evolve(self, **changes)
+
+
+class DeliveryCounts:
+    """How many times each offset at or past `committed` has been delivered, as ranges."""
+
+    __slots__ = ("ranges",)
+
+    def __init__(self) -> None:
+        self.ranges: list[list[int]] = []  # [start, end, count], sorted, not overlapping
+
+    def count(self, offset: int) -> int:
+        for start, end, count in self.ranges:
+            if start <= offset < end:
+                return count
+            if start > offset:
+                break
+        return 0
+
+    def deliver(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """Count one more delivery of [start, end); return that range's counts, as ranges."""
+        self._split(start)
+        self._split(end)
+        result: list[tuple[int, int, int]] = []
+        merged: list[list[int]] = []
+        position = start
+        for rng in self.ranges:
+            if rng[1] <= start or rng[0] >= end:
+                merged.append(rng)
+                continue
+            if rng[0] > position:  # a gap never delivered before
+                merged.append([position, rng[0], 1])
+                result.append((position, rng[0], 1))
+            rng[2] += 1
+            merged.append(rng)
+            result.append((rng[0], rng[1], rng[2]))
+            position = rng[1]
+        if position < end:
+            merged.append([position, end, 1])
+            result.append((position, end, 1))
+        merged.sort()
+        self.ranges = merged
+        self._merge()
+        return result
+
+    def void(self, start: int, end: int) -> None:
+        """Forget the latest delivery of [start, end) (the consumer never got to those records)."""
+        self._split(start)
+        self._split(end)
+        for rng in self.ranges:
+            if rng[0] >= start and rng[1] <= end:
+                rng[2] -= 1
+        self.ranges = [r for r in self.ranges if r[2] > 0]
+        self._merge()
+
+    def drop_below(self, offset: int) -> None:
+        self._split(offset)
+        self.ranges = [r for r in self.ranges if r[0] >= offset]
+
+    def first_reaching(self, start: int, end: int, limit: int) -> int | None:
+        """The first offset in [start, end) already delivered `limit` times, or None."""
+        for rng_start, rng_end, count in self.ranges:
+            if rng_end <= start:
+                continue
+            if rng_start >= end:
+                break
+            if count >= limit:
+                return max(rng_start, start)
+        return None
+
+    def _split(self, at: int) -> None:
+        for i, (start, end, count) in enumerate(self.ranges):
+            if start < at < end:
+                self.ranges[i : i + 1] = [[start, at, count], [at, end, count]]
+                return
+
+    def _merge(self) -> None:
+        merged: list[list[int]] = []
+        for rng in self.ranges:
+            if merged and merged[-1][1] == rng[0] and merged[-1][2] == rng[2]:
+                merged[-1][1] = rng[1]
+            else:
+                merged.append(rng)
+        self.ranges = merged
+
+
+@attrs.define
+class PartitionCursor:
+    """The delivery state of one partition for one group (see the module docstring)."""
+
+    topic: str
+    partition: int
+    committed: int
+    cursor: int
+    counts: DeliveryCounts = attrs.Factory(DeliveryCounts)
+    #: Ranges delivered and not yet committed: (start, end, delivered_at).
+    in_flight: deque[tuple[int, int, int]] = attrs.Factory(deque)
+    #: A nack's delay: nothing is delivered before this time.
+    paused_until: int = 0
+    owner: str | None = None
+    #: The offset being copied to the dead-letter topic; nothing is delivered meanwhile.
+    dead_lettering: int | None = None
+
+    @property
+    def in_flight_count(self) -> int:
+        return self.cursor - self.committed
+
+    def deliverable(self, now: int) -> bool:
+        return self.owner is not None and now >= self.paused_until
+
+    def ack_deadline(self, ack_timeout_ms: int) -> int | None:
+        return self.in_flight[0][2] + ack_timeout_ms if self.in_flight else None
+
+    def record_delivery(self, start: int, end: int, now: int) -> list[tuple[int, int, int]]:
+        """[start, end) went out; returns its delivery counts as ranges."""
+        self.cursor = end
+        self.in_flight.append((start, end, now))
+        return self.counts.deliver(start, end)
+
+    def commit(self, offset: int) -> None:
+        """Everything below `offset` is done (never moves back)."""
+        if offset <= self.committed:
+            return
+        self.committed = offset
+        self.cursor = max(self.cursor, offset)
+        self.counts.drop_below(offset)
+        while self.in_flight and self.in_flight[0][1] <= offset:
+            self.in_flight.popleft()
+        if self.in_flight and self.in_flight[0][0] < offset:
+            _, end, at = self.in_flight.popleft()
+            self.in_flight.appendleft((offset, end, at))
+
+    def rewind(self, to: int) -> None:
+        """Deliver again from `to` (a nack, an ack timeout, a new owner)."""
+        to = max(to, self.committed)
+        if to < self.cursor:
+            self.cursor = to
+            kept: deque[tuple[int, int, int]] = deque()
+            for start, end, at in self.in_flight:
+                if start < to:
+                    kept.append((start, min(end, to), at))
+            self.in_flight = kept
+
+    def nack(self, offset: int, resume_at: int) -> None:
+        """The consumer failed at `offset`: redeliver from it once `resume_at` comes."""
+        self.counts.void(offset + 1, self.cursor)
+        self.rewind(offset)
+        self.paused_until = max(self.paused_until, resume_at)
+
+
+@attrs.define
+class Member:
+    member_id: str
+    client_id: str
+    topics: tuple[str, ...]
+    last_seen: int
+    #: A poll of this member is waiting in the broker (it is alive, whatever the clock says).
+    polling: int = 0
+
+
+@attrs.define
+class Group:
+    name: str
+    settings: GroupSettings
+    generation: int = 0
+    members: dict[str, Member] = attrs.Factory(dict)
+    partitions: dict[TopicPartition, PartitionCursor] = attrs.Factory(dict)
+    #: No assignment before this time: members that start together share the first generation.
+    assign_after: int = 0
+    #: Where partitions without a committed offset start ("earliest", "latest" or a timestamp).
+    start: str | int = "earliest"
+
+    def assignment(self, member_id: str) -> list[TopicPartition]:
+        return sorted(tp for tp, state in self.partitions.items() if state.owner == member_id)
+
+    def subscribed_topics(self) -> set[str]:
+        return {topic for member in self.members.values() for topic in member.topics}
+
+
+def assign(
+    members: dict[str, Member],
+    partitions: Iterable[TopicPartition],
+    current: dict[TopicPartition, str | None],
+) -> dict[TopicPartition, str | None]:
+    """A sticky, balanced assignment: partitions keep their owner where it still subscribes to
+    them and the balance allows; the rest go to the least-loaded subscriber.
+
+    Each member ends with at most one partition more than any other member that could take it.
+    """
+    result: dict[TopicPartition, str | None] = {}
+    load: dict[str, int] = dict.fromkeys(members, 0)
+    wanted = sorted(partitions)
+    subscribers: dict[str, list[str]] = {}
+    for member_id, member in sorted(members.items()):
+        for topic in member.topics:
+            subscribers.setdefault(topic, []).append(member_id)
+    by_topic: dict[str, int] = {}
+    for topic, _ in wanted:
+        by_topic[topic] = by_topic.get(topic, 0) + 1
+    # The most any member should hold: partitions over members, rounded up, across its topics.
+    quota = {
+        member_id: -(
+            -sum(by_topic.get(t, 0) for t in member.topics) // max(1, _sharers(members, member.topics))
+        )
+        for member_id, member in members.items()
+    }
+    # First pass: keep current owners (sticky) up to their quota.
+    for tp in wanted:
+        owner = current.get(tp)
+        if owner in members and tp[0] in members[owner].topics and load[owner] < quota[owner]:
+            result[tp] = owner
+            load[owner] += 1
+    # Second pass: give the rest to the least-loaded subscriber.
+    for tp in wanted:
+        if tp in result:
+            continue
+        candidates = subscribers.get(tp[0], [])
+        if not candidates:
+            result[tp] = None
+            continue
+        owner = min(candidates, key=lambda m: (load[m], m))
+        result[tp] = owner
+        load[owner] += 1
+    return result
+
+
+def _sharers(members: dict[str, Member], topics: tuple[str, ...]) -> int:
+    """How many members subscribe to any of `topics`."""
+    wanted = set(topics)
+    return sum(1 for member in members.values() if wanted.intersection(member.topics))

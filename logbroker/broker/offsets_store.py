@@ -1,0 +1,132 @@
+"""`__offsets`: committed offsets and group settings, as an internal log.
+
+Each change is one record, appended like any other and made durable like any other (so commits
+survive a crash exactly as records do). Keys and values are small JSON objects:
+
+    key   {"kind": "offset", "group": G, "topic": T, "partition": P}   value {"offset": N}
+    key   {"kind": "group", "group": G}                                value {group settings}
+
+A null value deletes the key. At start the log is replayed from its start; the last value of a
+key wins. When the log holds many more records than live keys, it is compacted: the active
+segment is rolled, the live values are written after it and made durable, and the log start moves
+past the old segments, which are deleted. A crash at any point replays to the same state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from logbroker.records import encode_batch, iter_records
+from logbroker.storage.log import PartitionLog
+
+__all__ = ["OFFSETS_TOPIC", "OffsetsStore"]
+
+OFFSETS_TOPIC = "__offsets"
+_BATCH = 500
+_READ = 1 << 20
+
+Key = tuple[str, ...]
+
+
+def _encode_key(key: Key) -> bytes:
+    if key[0] == "offset":
+        return json.dumps(
+            {"kind": "offset", "group": key[1], "topic": key[2], "partition": int(key[3])}
+        ).encode()
+    return json.dumps({"kind": "group", "group": key[1]}).encode()
+
+
+def _decode_key(raw: bytes) -> Key | None:
+    try:
+        fields = json.loads(raw)
+        if fields["kind"] == "offset":
+            return ("offset", str(fields["group"]), str(fields["topic"]), str(int(fields["partition"])))
+        if fields["kind"] == "group":
+            return ("group", str(fields["group"]))
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+class OffsetsStore:
+    """The live key -> value map of `__offsets`, mirrored in memory."""
+
+    def __init__(self, log: PartitionLog, *, now_ms: int) -> None:
+        self.log = log
+        self.live: dict[Key, dict[str, Any]] = {}
+        self._since_compaction = 0
+        self._replay()
+
+    def _replay(self) -> None:
+        offset = self.log.log_start_offset
+        end = self.log.next_offset
+        while offset < end:
+            data, offset = self.log.read_batches(offset, _READ)
+            if not data:
+                break
+            for record in iter_records(data):
+                key = _decode_key(record.key or b"")
+                if key is None:
+                    continue
+                self._since_compaction += 1
+                if record.value is None:
+                    self.live.pop(key, None)
+                else:
+                    try:
+                        self.live[key] = json.loads(record.value)
+                    except ValueError:
+                        continue
+
+    def offsets(self) -> Iterator[tuple[str, str, int, int]]:
+        """(group, topic, partition, committed) for every committed offset."""
+        for key, value in self.live.items():
+            if key[0] == "offset":
+                yield key[1], key[2], int(key[3]), int(value["offset"])
+
+    def groups(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key, value in self.live.items():
+            if key[0] == "group":
+                yield key[1], value
+
+    def write(self, changes: Iterable[tuple[Key, dict[str, Any] | None]], now_ms: int) -> int:
+        """Append the changes (None deletes) as one batch; returns the log end after them."""
+        changes = list(changes)
+        if not changes:
+            return self.log.next_offset
+        self._append(changes, now_ms)
+        for key, value in changes:
+            if value is None:
+                self.live.pop(key, None)
+            else:
+                self.live[key] = value
+        self._since_compaction += len(changes)
+        return self.log.next_offset
+
+    @staticmethod
+    def offset_key(group: str, topic: str, partition: int) -> Key:
+        return ("offset", group, topic, str(partition))
+
+    @staticmethod
+    def group_key(group: str) -> Key:
+        return ("group", group)
+
+    def needs_compaction(self) -> bool:
+        return self._since_compaction > max(1000, 4 * len(self.live))
+
+    def compact(self, now_ms: int) -> None:
+        """Rewrite the live values after a roll, make them durable, drop what came before."""
+        self.log.roll(now_ms)
+        start = self.log.next_offset
+        entries = list(self.live.items())
+        for i in range(0, len(entries), _BATCH):
+            self._append(entries[i : i + _BATCH], now_ms)
+        self.log.flush()
+        self.log.delete_before(start)
+        self._since_compaction = len(entries)
+
+    def _append(self, changes: Sequence[tuple[Key, dict[str, Any] | None]], now_ms: int) -> None:
+        keys = [_encode_key(key) for key, _ in changes]
+        values = [None if value is None else json.dumps(value).encode() for _, value in changes]
+        self.log.append(encode_batch(values, keys=keys, timestamp=now_ms), now_ms)
