@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import trio
 
-from logbroker.broker.broker import Broker, BrokerOptions, FsyncPolicy
+from logbroker.broker.broker import Broker
 from logbroker.server.config import ServerConfig
 from logbroker.server.server import Server
 
@@ -74,11 +74,7 @@ async def run_broker(
             **server_settings,
         }
     )
-    options = BrokerOptions(
-        fsync=FsyncPolicy.parse(fsync),
-        auto_create_topics=auto_create_topics,
-        default_partitions=default_partitions,
-    )
+    options = config.broker_options()
     now_ms = int(time.time() * 1000)
     broker = (
         Broker.open(data_dir, options, now_ms=now_ms)

@@ -320,8 +320,10 @@ class GroupCoordinator:
         delay_ms: int,
         *,
         now: int,
+        release: bool = False,
     ) -> None:
-        """The member failed at `offset`: deliver again from it, after `delay_ms`."""
+        """The member failed at `offset`: deliver again from it, after `delay_ms`; with
+        `release` the member never processed those records (their delivery does not count)."""
         if delay_ms < 0:
             raise InvalidRequestError("a nack delay must not be negative")
         _, state = self._owned(group_name, member_id, generation, topic, partition, now)
@@ -330,7 +332,7 @@ class GroupCoordinator:
                 f"offset {offset} of {topic}-{partition} is not in flight "
                 f"(in flight: {state.committed} to {state.cursor - 1})"
             )
-        state.nack(offset, now + delay_ms)
+        state.nack(offset, now + delay_ms, release=release)
 
     def finish_dead_letter(self, letter: DeadLetter, *, now_ms: int) -> Durable | None:
         """The copy is durable: commit past the original record."""

@@ -212,9 +212,10 @@ class PartitionCursor:
                     kept.append((start, min(end, to), at))
             self.in_flight = kept
 
-    def nack(self, offset: int, resume_at: int) -> None:
-        """The consumer failed at `offset`: redeliver from it once `resume_at` comes."""
-        self.counts.void(offset + 1, self.cursor)
+    def nack(self, offset: int, resume_at: int, *, release: bool = False) -> None:
+        """The consumer failed at `offset`: redeliver from it once `resume_at` comes. With
+        `release` it never processed `offset` either: no delivery from it on counts."""
+        self.counts.void(offset if release else offset + 1, self.cursor)
         self.rewind(offset)
         self.paused_until = max(self.paused_until, resume_at)
 

@@ -17,6 +17,7 @@ from logbroker.errors import LogbrokerError
 
 from .common import single_error
 from .consume import consume
+from .groups import groups, offsets
 from .inspect import dump, verify
 from .produce import produce
 from .serve import serve
@@ -47,7 +48,7 @@ def cli() -> None:
     """logbroker: a Kafka-style append-only log broker."""
 
 
-for command in (serve, topics, produce, consume, dump, verify):
+for command in (serve, topics, produce, consume, groups, offsets, dump, verify):
     cli.add_command(command)
 
 

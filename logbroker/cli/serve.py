@@ -35,6 +35,22 @@ _LIMITS = (
     ("retention_check_interval", float, "How often retention and time-based rolls run (s)."),
     ("shutdown_timeout", float, "How long a graceful shutdown waits for requests in flight (s)."),
     ("default_partitions", int, "Partitions of topics created without a count."),
+    (
+        "default_ack_timeout",
+        float,
+        "Ack timeout of groups that set none (s, fractions allowed).  [default: 30]",
+    ),
+    (
+        "default_max_deliveries",
+        int,
+        "Deliveries before a record is dead-lettered, for groups that set none.  [default: 10]",
+    ),
+    ("default_session_timeout", float, "Session timeout of groups that set none (s).  [default: 30]"),
+    (
+        "group_initial_delay",
+        float,
+        "Wait after a group's first member joins before assigning (s).  [default: 0.3]",
+    ),
 )
 
 

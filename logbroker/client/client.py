@@ -24,13 +24,21 @@ from logbroker.errors import LogbrokerError
 from logbroker.protocol.messages import (
     CreateTopic,
     DeleteTopic,
+    DescribeGroup,
+    DescribeGroupResponse,
     DescribeTopic,
     DescribeTopicResponse,
     Fetch,
     FetchPartition,
     FetchResponse,
+    GroupOffsetInfo,
+    GroupSummary,
     Hello,
     HelloResponse,
+    ListGroupOffsets,
+    ListGroupOffsetsResponse,
+    ListGroups,
+    ListGroupsResponse,
     ListOffsets,
     ListOffsetsResponse,
     ListTopics,
@@ -38,6 +46,8 @@ from logbroker.protocol.messages import (
     Message,
     Produce,
     ProduceResponse,
+    ResetOffsets,
+    ResetOffsetsResponse,
     TopicSummary,
 )
 from logbroker.records import Compression, encode_batch
@@ -146,6 +156,36 @@ class Client:
         response, _ = await self.request(ListOffsets(topic, partition, spec))
         assert isinstance(response, ListOffsetsResponse)
         return None if response.offset < 0 else response.offset
+
+    async def list_groups(self) -> list[GroupSummary]:
+        response, _ = await self.request(ListGroups())
+        assert isinstance(response, ListGroupsResponse)
+        return response.groups
+
+    async def describe_group(self, group: str) -> DescribeGroupResponse:
+        """Members, assignment, generation, settings and per-partition offsets of a group."""
+        response, _ = await self.request(DescribeGroup(group))
+        assert isinstance(response, DescribeGroupResponse)
+        return response
+
+    async def group_offsets(
+        self, group: str | None = None, topic: str | None = None
+    ) -> list[GroupOffsetInfo]:
+        """One row per (group, topic, partition): committed, cursor, in flight, log bounds, lag."""
+        response, _ = await self.request(ListGroupOffsets(group, topic))
+        assert isinstance(response, ListGroupOffsetsResponse)
+        return response.offsets
+
+    async def reset_offsets(
+        self, group: str, topic: str, to: OffsetSpec | None = None, *, timestamp: int | None = None
+    ) -> dict[int, int]:
+        """Move a group's committed offsets of `topic` ('earliest', 'latest', an offset, or the
+        first record at or after `timestamp` ms); only while the group has no members."""
+        response, _ = await self.request(ResetOffsets(group, topic, to, timestamp))
+        assert isinstance(response, ResetOffsetsResponse)
+        return {
+            ref.partition: offset for ref, offset in zip(response.partitions, response.offsets, strict=True)
+        }
 
     # -- data ----------------------------------------------------------------------------------
 

@@ -145,10 +145,14 @@ class GroupConsumer:
             except BaseException as exc:
                 error = exc
             finally:
+                # Shielded and inside the nursery: even when the caller is being cancelled, the
+                # member hands back what it did not process and leaves (so its partitions move at
+                # once instead of after its session times out).
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self.release()
+                    await self._leave()
                 nursery.cancel_scope.cancel()
                 self._nursery = None
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self._leave()
         if error is not None:
             raise error
 
@@ -227,12 +231,16 @@ class GroupConsumer:
             await self._poll()
         return self._buffer.popleft()
 
-    async def poll(self) -> list[GroupMessage]:
-        """The messages one poll returns (waiting up to `max_wait_ms`; maybe none)."""
+    async def poll(self, max_messages: int | None = None) -> list[GroupMessage]:
+        """The messages one poll returns (waiting up to `max_wait_ms`; maybe none), at most
+        `max_messages` of them (the rest stay for the next call)."""
         if not self._buffer:
             await self._poll()
-        messages = list(self._buffer)
-        self._buffer.clear()
+        if max_messages is None or max_messages >= len(self._buffer):
+            messages = list(self._buffer)
+            self._buffer.clear()
+        else:
+            messages = [self._buffer.popleft() for _ in range(max_messages)]
         return messages
 
     async def _poll(self) -> None:
@@ -334,8 +342,20 @@ class GroupConsumer:
             self._committed[(topic, partition)] = response.committed
             return
 
-    async def nack(self, topic: str, partition: int, offset: int, delay: float = 0.0) -> None:
-        """Deliver `offset` and what follows it again after `delay` seconds."""
+    async def release(self) -> None:
+        """Hand back the messages received but not yet taken from this consumer, without
+        counting their delivery (leaving the group does this)."""
+        first: dict[TopicPartition, int] = {}
+        for message in self._buffer:
+            first.setdefault((message[0], message[1]), message[2])
+        for (topic, partition), offset in first.items():
+            await self.nack(topic, partition, offset, release=True)
+
+    async def nack(
+        self, topic: str, partition: int, offset: int, delay: float = 0.0, *, release: bool = False
+    ) -> None:
+        """Deliver `offset` and what follows it again after `delay` seconds. With `release`, the
+        records were never processed: their delivery does not count."""
         if self.member_id is None:
             return
         self._buffer = deque(
@@ -353,6 +373,7 @@ class GroupConsumer:
                         partition,
                         offset,
                         round(delay * 1000),
+                        release,
                     )
                 )
             except IllegalGenerationError:
@@ -362,6 +383,10 @@ class GroupConsumer:
             except UnknownMemberIdError:
                 self.member_id = None
                 return
+            except LogbrokerError:
+                if release:
+                    return  # the records were taken back already (an ack timeout, a rebalance)
+                raise
             return
 
     async def _refresh(self) -> bool:

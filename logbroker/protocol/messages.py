@@ -379,7 +379,8 @@ class CommitOffsetResponse(Response):
 
 @attrs.frozen
 class Nack(Message):
-    """Processing failed at `offset`: deliver again from it after `delay_ms`."""
+    """Processing failed at `offset`: deliver again from it after `delay_ms`. With `release`,
+    the member hands back records it never processed: their delivery does not count."""
 
     API_KEY: ClassVar[int] = 13
     group: str
@@ -389,6 +390,7 @@ class Nack(Message):
     partition: int
     offset: int
     delay_ms: int = 0
+    release: bool = False
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from logbroker.broker.broker import BrokerOptions, FsyncPolicy
+from logbroker.broker.group_state import GroupSettings
 from logbroker.errors import InvalidConfigError
 
 __all__ = ["ServerConfig"]
@@ -40,6 +41,12 @@ class ServerConfig:
     #: Close a connection whose socket has not taken a response for this long (s).
     send_timeout: float = 30.0
     retention_check_interval: float = 60.0
+    #: Group defaults: what a group gets when no member names a setting (seconds, fractions allowed).
+    default_ack_timeout: float = 30.0
+    default_max_deliveries: int = 10
+    default_session_timeout: float = 30.0
+    #: Wait this long after the first member joins an empty group before assigning partitions.
+    group_initial_delay: float = 0.3
     #: How long a graceful shutdown waits for in-flight requests (s).
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -49,6 +56,12 @@ class ServerConfig:
             fsync=self.fsync,
             auto_create_topics=self.auto_create_topics,
             default_partitions=self.default_partitions,
+            group_defaults=GroupSettings().with_overrides(
+                round(self.default_ack_timeout * 1000),
+                self.default_max_deliveries,
+                round(self.default_session_timeout * 1000),
+            ),
+            group_initial_delay_ms=round(self.group_initial_delay * 1000),
         )
 
     def describe(self) -> str:
@@ -59,7 +72,9 @@ class ServerConfig:
             f"default_partitions={self.default_partitions} max_frame_bytes={self.max_frame_bytes} "
             f"max_connections={self.max_connections} idle_timeout={self.idle_timeout}s "
             f"frame_timeout={self.frame_timeout}s max_in_flight={self.max_in_flight} "
-            f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s"
+            f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
+            f"groups: ack_timeout={self.default_ack_timeout}s max_deliveries={self.default_max_deliveries} "
+            f"session_timeout={self.default_session_timeout}s initial_delay={self.group_initial_delay}s"
         )
 
     @classmethod
@@ -117,3 +132,6 @@ class ServerConfig:
             raise InvalidConfigError(f"port must be 0 to 65535, not {self.port}")
         if self.default_partitions < 1:
             raise InvalidConfigError("default_partitions must be at least 1")
+        if self.group_initial_delay < 0:
+            raise InvalidConfigError("group_initial_delay must not be negative")
+        self.broker_options()  # group defaults within their bounds

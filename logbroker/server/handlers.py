@@ -264,6 +264,7 @@ class RequestHandler:
                 request.offset,
                 request.delay_ms,
                 now=now,
+                release=request.release,
             )
             self.signals.notify_group(request.group)
             self.poke_group_timer()

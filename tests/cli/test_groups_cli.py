@@ -1,0 +1,142 @@
+"""Consumer groups from the command line, against a `logbroker serve` subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import trio
+
+import logbroker
+from tests.cli.conftest import Run, ServeProcess
+
+Serve = Callable[..., ServeProcess]
+
+
+def test_consume_with_a_group_commits_what_it_printed(run: Run, serve_process: Serve) -> None:
+    server = serve_process("--group-initial-delay", "0")
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    run("topics", "create", "orders", env=env)
+    run("produce", "orders", input="".join(f"{i}\n" for i in range(10)), env=env)
+    first = run("consume", "orders", "--group", "billing", "--max-messages", "4", env=env)
+    assert first.returncode == 0 and first.stdout.split() == ["0", "1", "2", "3"]
+    rows = [json.loads(line) for line in run("offsets", "--json", env=env).stdout.splitlines()]
+    assert rows == [
+        {
+            "group": "billing",
+            "topic": "orders",
+            "partition": 0,
+            "committed": 4,
+            "cursor": 4,
+            "log_start": 0,
+            "log_end": 10,
+            "lag": 6,
+            "in_flight": 0,
+            "owner": None,
+        }
+    ]
+    rest = run("consume", "orders", "--group", "billing", "--idle-timeout", "1", "--format", "json", env=env)
+    messages = [json.loads(line) for line in rest.stdout.splitlines()]
+    assert [m["value"] for m in messages] == [str(i) for i in range(4, 10)]
+    assert all(m["delivery_count"] == 1 for m in messages)
+    table = run("offsets", "--group", "billing", env=env).stdout
+    assert "billing" in table and "LAG" in table
+    # Another group sees everything: fan-out.
+    audit = run("consume", "orders", "--group", "audit", "--idle-timeout", "1", env=env)
+    assert audit.stdout.split() == [str(i) for i in range(10)]
+
+
+def test_no_ack_brings_records_back_counted(run: Run, serve_process: Serve) -> None:
+    server = serve_process("--group-initial-delay", "0")
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    run("topics", "create", "jobs", env=env)
+    run("produce", "jobs", input="a\nb\nc\n", env=env)
+    peek = run(
+        "consume",
+        "jobs",
+        "--group",
+        "w",
+        "--no-ack",
+        "--ack-timeout",
+        "0.5",
+        "--max-deliveries",
+        "5",
+        "--max-messages",
+        "3",
+        env=env,
+    )
+    assert peek.returncode == 0 and peek.stdout.split() == ["a", "b", "c"]
+    again = run("consume", "jobs", "--group", "w", "--max-messages", "3", "--format", "json", env=env)
+    messages = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [(m["value"], m["delivery_count"]) for m in messages] == [("a", 2), ("b", 2), ("c", 2)]
+    described = json.loads(run("groups", "describe", "w", "--json", env=env).stdout)
+    assert described["members"] == [] and described["generation"] >= 1
+    assert described["ack_timeout_ms"] == 500 and described["max_deliveries"] == 5
+    assert [p["committed"] for p in described["partitions"]] == [3]
+    listed = json.loads(run("groups", "list", "--json", env=env).stdout)
+    assert [g["name"] for g in listed] == ["w"]
+
+
+def test_group_errors(run: Run, serve_process: Serve) -> None:
+    server = serve_process("--group-initial-delay", "0")
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    missing = run("consume", "nope", "--group", "g", "--idle-timeout", "1", env=env)
+    assert missing.returncode == 1 and "unknown topic" in missing.stderr
+    assert run("groups", "describe", "nobody", env=env).returncode == 1
+    assert run("consume", "t", "--no-ack", env=env).returncode == 2  # --no-ack needs --group
+    assert run("consume", "t", "--group", "g", "--partition", "0", env=env).returncode == 2
+    run("topics", "create", "t", env=env)
+    run("produce", "t", input="x\n", env=env)
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "logbroker.cli",
+            "consume",
+            "t",
+            "--group",
+            "busy",
+            "--bootstrap",
+            server.address,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as member:
+        try:
+            assert member.stdout is not None
+            assert member.stdout.readline() == b"x\n"  # it is in the group now
+            busy = run("groups", "reset-offsets", "busy", "--topic", "t", "--to", "earliest", env=env)
+            assert busy.returncode == 1 and "member" in busy.stderr and "Traceback" not in busy.stderr
+        finally:
+            member.terminate()
+            member.wait(timeout=30)
+    reset = run("groups", "reset-offsets", "busy", "--topic", "t", "--to", "earliest", env=env)
+    assert reset.returncode == 0 and "t-0: committed offset now 0" in reset.stdout
+
+
+def test_a_commit_survives_kill_9_right_after_its_ack(serve_process: Serve, tmp_path: object) -> None:
+    server = serve_process("--group-initial-delay", "0")
+
+    async def commit_some(address: str) -> int:
+        async with await logbroker.connect(address) as client:
+            await client.create_topic("t")
+            await client.produce("t", [b"%d" % i for i in range(20)])
+            async with client.group_consumer("g", "t") as consumer:
+                messages = []
+                while len(messages) < 20:
+                    messages += await consumer.poll()
+                await messages[12].ack()  # acked: fsynced
+                server.kill()  # at once
+                return messages[12].offset + 1
+
+    committed = trio.run(commit_some, server.address)
+    restarted = serve_process(data_dir=server.data_dir)
+
+    async def read_back(address: str) -> int:
+        async with await logbroker.connect(address) as client:
+            description = await client.describe_group("g")
+            return description.partitions[0].committed
+
+    assert trio.run(read_back, restarted.address) == committed == 13
