@@ -11,11 +11,14 @@ each against a fresh broker: single runs on a small VM vary a lot):
   by `async for message in consumer`;
 - end-to-end latency (produce call to consumer receipt) at a fixed 2,000 records/s under
   `fsync=always`: p50, p99, max;
+- consume-and-commit throughput through a consumer group (a commit after every poll), and how late
+  an unacked record is delivered again after its ack timeout;
 - the ceiling: loopback TCP throughput of a plain trio echo of the same frame size.
 
 It writes a PNG of the latency percentiles when matplotlib is installed (`pip install -e '.[bench]'`).
 Targets (issue 3): produce >= 500,000 records/s with fsync=always; consume >= 500,000 records/s;
-p99 end-to-end latency <= 5 ms at 2,000 records/s with fsync=always.
+p99 end-to-end latency <= 5 ms at 2,000 records/s with fsync=always; group consumption with a
+commit per poll >= 70% of plain consumption (issue 4).
 """
 
 from __future__ import annotations
@@ -103,6 +106,46 @@ async def consume(address: str, records: int) -> float:
             if count == records:
                 break
         return time.perf_counter() - started
+
+
+async def group_consume(address: str, records: int) -> float:
+    """Consume through a consumer group, committing after every poll (the clock starts at the
+    first delivery, after the group's initial assignment delay)."""
+    async with (
+        await logbroker.connect(address) as client,
+        client.group_consumer("bench-group", "bench") as consumer,
+    ):
+        messages = await consumer.poll()
+        while not messages:
+            messages = await consumer.poll()
+        started = time.perf_counter()
+        count = len(messages)
+        await consumer.commit()
+        while count < records:
+            messages = await consumer.poll()
+            count += len(messages)
+            if messages:
+                await consumer.commit()
+        return time.perf_counter() - started
+
+
+async def redelivery(address: str, ack_timeout: float, rounds: int) -> list[float]:
+    """How long after its ack timeout an unacked record is delivered again (seconds, each round)."""
+    overshoot: list[float] = []
+    async with await logbroker.connect(address) as client:
+        await client.create_topic("redeliver")
+        await client.produce("redeliver", [b"again"])
+        async with client.group_consumer("bench-redeliver", "redeliver", ack_timeout=ack_timeout) as consumer:
+            for _ in range(rounds):
+                messages = await consumer.poll()
+                while not messages:
+                    messages = await consumer.poll()
+                delivered = time.perf_counter()
+                again = await consumer.poll()
+                while not again:
+                    again = await consumer.poll()
+                overshoot.append(time.perf_counter() - delivered - ack_timeout)
+    return overshoot
 
 
 async def latency(address: str, rate: int, seconds: float) -> list[float]:
@@ -201,6 +244,7 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     results: dict[str, float] = {}
+    grouped: list[float] = []
     for fsync in ("always", "never"):
         produced: list[float] = []
         consumed: list[float] = []
@@ -209,8 +253,10 @@ def main() -> None:
                 produced.append(args.records / trio.run(produce, address, args.records))
                 if fsync == "always":
                     consumed.append(args.records / trio.run(consume, address, args.records))
+                    grouped.append(args.records / trio.run(group_consume, address, args.records))
                     if run == 0:
                         samples = trio.run(latency, address, args.rate, args.latency_seconds)
+                        overshoot = trio.run(redelivery, address, 1.0, 5)
         rate = statistics.median(produced)
         results[f"produce-{fsync}"] = rate
         rows.append((f"produce, fsync={fsync}", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}"))
@@ -219,6 +265,11 @@ def main() -> None:
             results["consume"] = rate
             rows.append(
                 ("consume from the start (decoded)", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}")
+            )
+            rate = statistics.median(grouped)
+            results["group"] = rate
+            rows.append(
+                ("consume in a group, commit per poll", f"{rate:,.0f}", f"{rate * len(VALUE) / MB:,.1f}")
             )
     ceiling = trio.run(echo_ceiling, 1 << 20, 400)
     rows.append(("trio echo ceiling, 1 MiB frames", "-", f"{ceiling:,.0f}"))
@@ -232,11 +283,19 @@ def main() -> None:
         f"end-to-end latency at {args.rate:,} records/s, fsync=always, {len(samples):,} records: "
         f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(samples) * 1000:.2f} ms, mean {statistics.mean(samples) * 1000:.2f} ms"
     )
+    print(
+        f"redelivery after an ack timeout of 1 s: {statistics.mean(overshoot) * 1000:.1f} ms late on average, "
+        f"{max(overshoot) * 1000:.1f} ms at most ({len(overshoot)} rounds)"
+    )
     print()
     print("targets:")
     print(f"  produce with fsync=always: {results['produce-always']:,.0f} records/s (target >= 500,000)")
     print(f"  consume: {results['consume']:,.0f} records/s (target >= 500,000)")
     print(f"  p99 end-to-end latency at {args.rate:,}/s: {p99:.2f} ms (target <= 5 ms)")
+    print(
+        f"  group consumption with a commit per poll: {results['group'] / results['consume']:.0%} of plain "
+        "consumption (target >= 70%)"
+    )
     if args.plot:
         if plot(samples, args.plot):
             print(f"wrote {os.path.abspath(args.plot)}")
