@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
 import attrs
@@ -29,6 +29,7 @@ from logbroker.errors import (
     InvalidRecordError,
     InvalidRequestError,
     InvalidTimestampError,
+    InvalidTopicError,
     MessageTooLargeError,
     OffsetOutOfRangeError,
     StorageError,
@@ -154,6 +155,9 @@ class Broker:
         #: What opening each partition found (file brokers), and anything else start-up did.
         self.recovery: list[RecoveryReport] = []
         self.notes: list[str] = []
+        #: Counts topic creations and deletions; `topic_listeners` are called after each.
+        self.topics_version = 0
+        self.topic_listeners: list[Callable[[], None]] = []
         for entry in self._store:
             self._topics[entry.name] = self._open_topic(entry, now_ms)
         self._remove_leftovers()
@@ -221,14 +225,18 @@ class Broker:
                 log.close()
             raise
         self._topics[name] = topic
+        self._topics_changed()
         return self._info(topic, details=True)
 
     def delete_topic(self, name: str) -> None:
         """Forget the topic and delete its files before returning."""
+        if is_internal(name):
+            raise InvalidTopicError(f"{name!r} is internal to the broker and cannot be deleted")
         topic = self._topic(name)
         self._store.remove(name)
         del self._topics[name]
         self.groups.topic_deleted(name, now_ms=0)
+        self._topics_changed()
         for log in topic.logs:
             self._dirty.pop(id(log), None)
             try:
@@ -360,6 +368,11 @@ class Broker:
             raise failure
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _topics_changed(self) -> None:
+        self.topics_version += 1
+        for listener in self.topic_listeners:
+            listener()
 
     def _topic(self, name: str, *, now_ms: int | None = None) -> _Topic:
         topic = self._topics.get(name)

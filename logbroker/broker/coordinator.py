@@ -29,11 +29,13 @@ from logbroker.errors import (
     GroupIdNotFoundError,
     IllegalGenerationError,
     InvalidRequestError,
+    LogbrokerError,
     NonEmptyGroupError,
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
     UnsupportedCompressionError,
 )
+from logbroker.records import iter_records
 from logbroker.records.codec import decode_batch, encode_batch
 from logbroker.storage.log import PartitionLog
 
@@ -117,9 +119,18 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         for name, value in self.store.groups():
             self.groups[name] = Group(name, self._settings_from(value), start=value.get("start", "earliest"))
-        for group_name, topic, partition, committed in self.store.offsets():
+        finished: list[tuple[Key, dict[str, Any] | None]] = []
+        for group_name, topic, partition, committed, marker in list(self.store.offsets()):
+            if marker is not None and self._was_dead_lettered(
+                group_name, topic, partition, committed, marker
+            ):
+                committed += 1  # the copy was made; the commit past it was not
+                finished.append(
+                    (OffsetsStore.offset_key(group_name, topic, partition), {"offset": committed})
+                )
             group = self.groups.setdefault(group_name, Group(group_name, self.defaults))
             group.partitions[(topic, partition)] = PartitionCursor(topic, partition, committed, committed)
+        self._write(finished, now_ms)
 
     # -- membership ----------------------------------------------------------------------------
 
@@ -204,6 +215,9 @@ class GroupCoordinator:
                 group.assign_after = 0
                 changes.extend(self._rebalance(group, now_ms))
                 changed.add(group.name)
+            elif group.members and not group.assign_after and self._topics_changed(group, now_ms):
+                changes.extend(self._rebalance(group, now_ms))
+                changed.add(group.name)
             for state in group.partitions.values():
                 deadline = state.ack_deadline(group.settings.ack_timeout_ms)
                 if deadline is not None and now >= deadline:
@@ -247,7 +261,7 @@ class GroupCoordinator:
         budget = max_bytes
         for tp in assignment:
             state = group.partitions[tp]
-            if not state.deliverable(now) or state.dead_lettering:
+            if not state.deliverable(now) or state.dead_lettering is not None:
                 continue
             try:
                 log = self.broker.log(*tp)
@@ -299,14 +313,15 @@ class GroupCoordinator:
         group, state = self._owned(group_name, member_id, generation, topic, partition, now)
         if offset <= state.committed:
             return state.committed, None  # never backwards
-        if offset > state.cursor:
+        delivered = max(state.cursor, state.delivered_end)
+        if offset > delivered:
             raise InvalidRequestError(
-                f"cannot commit {topic}-{partition} up to {offset}: only offsets below {state.cursor} were delivered"
+                f"cannot commit {topic}-{partition} up to {offset}: only offsets below {delivered} were delivered"
             )
-        state.commit(offset)
         durable = self._write(
             [(OffsetsStore.offset_key(group.name, topic, partition), {"offset": offset})], now_ms
         )
+        state.commit(offset)
         return offset, durable
 
     def nack(
@@ -322,17 +337,35 @@ class GroupCoordinator:
         now: int,
         release: bool = False,
     ) -> None:
-        """The member failed at `offset`: deliver again from it, after `delay_ms`; with
-        `release` the member never processed those records (their delivery does not count)."""
+        """The member failed at `offset`: deliver again from it, after `delay_ms`. With
+        `release` the member never processed those records (their delivery does not count), and
+        `offset` may lie outside what is in flight: only what is in flight from it comes back."""
         if delay_ms < 0:
             raise InvalidRequestError("a nack delay must not be negative")
         _, state = self._owned(group_name, member_id, generation, topic, partition, now)
-        if not state.committed <= offset < state.cursor:
+        if release or state.cursor <= offset < state.delivered_end:
+            offset = max(offset, state.committed)
+            if offset >= state.cursor:
+                return  # not in flight: an ack timeout already took it back
+        elif not state.committed <= offset < state.cursor:
             raise InvalidRequestError(
                 f"offset {offset} of {topic}-{partition} is not in flight "
                 f"(in flight: {state.committed} to {state.cursor - 1})"
             )
         state.nack(offset, now + delay_ms, release=release)
+
+    def take_back_unseen(
+        self, group_name: str, member_id: str, seen: dict[TopicPartition, int], *, now: int
+    ) -> None:
+        """The answer to an earlier poll of the member was lost: take back, uncounted, what was
+        delivered to it past `seen` (per partition; a partition left out: past the committed
+        offset)."""
+        group, _ = self._member(group_name, member_id, now)
+        for tp in group.assignment(member_id):
+            state = group.partitions[tp]
+            offset = max(seen.get(tp, state.committed), state.committed)
+            if offset < state.cursor:
+                state.nack(offset, now, release=True)
 
     def finish_dead_letter(self, letter: DeadLetter, *, now_ms: int) -> Durable | None:
         """The copy is durable: commit past the original record."""
@@ -341,16 +374,13 @@ class GroupCoordinator:
         if group is None or state is None or state.dead_lettering != letter.offset:
             return None
         state.dead_lettering = None
-        state.commit(letter.offset + 1)
-        return self._write(
-            [
-                (
-                    OffsetsStore.offset_key(group.name, letter.topic, letter.partition),
-                    {"offset": letter.offset + 1},
-                )
-            ],
+        committed = max(state.committed, letter.offset + 1)
+        durable = self._write(
+            [(OffsetsStore.offset_key(group.name, letter.topic, letter.partition), {"offset": committed})],
             now_ms,
         )
+        state.commit(committed)
+        return durable
 
     def abandon_dead_letter(self, letter: DeadLetter) -> None:
         """The copy could not be made durable: leave the record where it is (retried later)."""
@@ -432,7 +462,8 @@ class GroupCoordinator:
         return found if found is not None else self.broker.high_watermark(self.broker.log(topic, partition))
 
     def topic_deleted(self, topic: str, *, now_ms: int) -> None:
-        """Drop every group's offsets of a deleted topic (and move partitions of its members)."""
+        """Drop every group's offsets of a deleted topic. Groups that subscribe to it get a new
+        assignment at the next `expire` (as when a topic they subscribe to is created)."""
         changes: list[tuple[Key, dict[str, Any] | None]] = []
         for group in self.groups.values():
             gone = [tp for tp in group.partitions if tp[0] == topic]
@@ -479,13 +510,27 @@ class GroupCoordinator:
             raise IllegalGenerationError(f"member {member_id!r} does not own {topic}-{partition}")
         return group, state
 
-    def _rebalance(self, group: Group, now_ms: int) -> list[tuple[Key, dict[str, Any] | None]]:
-        """A new generation: assign the subscribed partitions among the members (sticky)."""
-        changes: list[tuple[Key, dict[str, Any] | None]] = []
+    def _subscribed_partitions(self, group: Group, now_ms: int) -> list[TopicPartition]:
         wanted: list[TopicPartition] = []
         for topic in sorted(group.subscribed_topics()):
             if self.broker.has_topic(topic):
                 wanted.extend((topic, p) for p in range(self.broker.partition_count(topic, now_ms=now_ms)))
+        return wanted
+
+    def _topics_changed(self, group: Group, now_ms: int) -> bool:
+        """Whether a topic was created or deleted since the last assignment so that the
+        partitions the group subscribes to are not the ones it assigned."""
+        if group.topics_version == self.broker.topics_version:
+            return False
+        group.topics_version = self.broker.topics_version
+        owned = {tp for tp, state in group.partitions.items() if state.owner is not None}
+        return set(self._subscribed_partitions(group, now_ms)) != owned
+
+    def _rebalance(self, group: Group, now_ms: int) -> list[tuple[Key, dict[str, Any] | None]]:
+        """A new generation: assign the subscribed partitions among the members (sticky)."""
+        changes: list[tuple[Key, dict[str, Any] | None]] = []
+        group.topics_version = self.broker.topics_version
+        wanted = self._subscribed_partitions(group, now_ms)
         current = {tp: state.owner for tp, state in group.partitions.items()}
         owners = assign(group.members, wanted, current)
         for tp, owner in owners.items():
@@ -495,12 +540,10 @@ class GroupCoordinator:
                 state = group.partitions[tp] = PartitionCursor(tp[0], tp[1], start, start)
                 changes.append((OffsetsStore.offset_key(group.name, *tp), {"offset": start}))
             if state.owner != owner:
-                state.rewind(state.committed)  # what was in flight goes to the new owner, counted
-                state.owner = owner
+                state.give_to(owner)
         for tp, state in group.partitions.items():
             if tp not in owners and state.owner is not None:
-                state.rewind(state.committed)
-                state.owner = None
+                state.give_to(None)
         group.generation += 1
         return changes
 
@@ -546,12 +589,52 @@ class GroupCoordinator:
         target = partition_for_key(key, partitions) if key is not None else state.partition % partitions
         batch = encode_batch([value], keys=[key], headers=[headers], timestamps=[max(timestamp, 0)])
         dlq_log = self.broker.log(name, target)
+        marker = {"offset": offset, "partition": target, "from": dlq_log.next_offset}
+        self._write(
+            [
+                (
+                    OffsetsStore.offset_key(group.name, state.topic, state.partition),
+                    {"offset": offset, "dead_letter": marker},
+                )
+            ],
+            now_ms,
+        )
         dlq_log.append(batch, now_ms)
         self.broker.note_appended(dlq_log)
         state.dead_lettering = offset
         return DeadLetter(
             group.name, state.topic, state.partition, offset, Durable(dlq_log, dlq_log.next_offset)
         )
+
+    def _was_dead_lettered(
+        self, group: str, topic: str, partition: int, committed: int, marker: dict[str, Any]
+    ) -> bool:
+        """Whether the copy a dead-letter marker announced is in the dead-letter topic."""
+        try:
+            if int(marker["offset"]) != committed:
+                return False
+            log = self.broker.log(dead_letter_topic(group, topic), int(marker["partition"]))
+            offset = max(int(marker["from"]), log.log_start_offset)
+        except (KeyError, TypeError, ValueError, LogbrokerError):
+            return False
+        origin = {
+            "dlq.topic": topic.encode(),
+            "dlq.partition": str(partition).encode(),
+            "dlq.offset": str(committed).encode(),
+            "dlq.group": group.encode(),
+        }
+        try:
+            while offset < log.next_offset:
+                data, offset = log.read_batches(offset, 1 << 20)
+                if not data:
+                    break
+                for record in iter_records(data):
+                    headers = dict(record.headers)
+                    if all(headers.get(k) == v for k, v in origin.items()):
+                        return True
+        except LogbrokerError:
+            pass
+        return False
 
     def _write(self, changes: list[tuple[Key, dict[str, Any] | None]], now_ms: int) -> Durable | None:
         if not changes:

@@ -171,6 +171,9 @@ class PartitionCursor:
     owner: str | None = None
     #: The offset being copied to the dead-letter topic; nothing is delivered meanwhile.
     dead_lettering: int | None = None
+    #: The end of what the current owner was ever sent: it may commit up to here, even after an
+    #: ack timeout rewound the cursor (it did process those records, only late).
+    delivered_end: int = 0
 
     @property
     def in_flight_count(self) -> int:
@@ -185,6 +188,7 @@ class PartitionCursor:
     def record_delivery(self, start: int, end: int, now: int) -> list[tuple[int, int, int]]:
         """[start, end) went out; returns its delivery counts as ranges."""
         self.cursor = end
+        self.delivered_end = max(self.delivered_end, end)
         self.in_flight.append((start, end, now))
         return self.counts.deliver(start, end)
 
@@ -201,6 +205,12 @@ class PartitionCursor:
             _, end, at = self.in_flight.popleft()
             self.in_flight.appendleft((offset, end, at))
 
+    def give_to(self, owner: str | None) -> None:
+        """A new owner: what was in flight goes out again, to it (counted)."""
+        self.rewind(self.committed)
+        self.owner = owner
+        self.delivered_end = self.committed
+
     def rewind(self, to: int) -> None:
         """Deliver again from `to` (a nack, an ack timeout, a new owner)."""
         to = max(to, self.committed)
@@ -216,6 +226,8 @@ class PartitionCursor:
         """The consumer failed at `offset`: redeliver from it once `resume_at` comes. With
         `release` it never processed `offset` either: no delivery from it on counts."""
         self.counts.void(offset if release else offset + 1, self.cursor)
+        if release:
+            self.delivered_end = min(self.delivered_end, offset)
         self.rewind(offset)
         self.paused_until = max(self.paused_until, resume_at)
 
@@ -228,6 +240,8 @@ class Member:
     last_seen: int
     #: A poll of this member is waiting in the broker (it is alive, whatever the clock says).
     polling: int = 0
+    #: Counts the member's polls: only the latest may deliver (a newer poll ends older ones).
+    latest_poll: int = 0
 
 
 @attrs.define
@@ -241,6 +255,9 @@ class Group:
     assign_after: int = 0
     #: Where partitions without a committed offset start ("earliest", "latest" or a timestamp).
     start: str | int = "earliest"
+    #: The broker's `topics_version` at the last assignment (a topic created or deleted since
+    #: may change what the group subscribes to).
+    topics_version: int = -1
 
     def assignment(self, member_id: str) -> list[TopicPartition]:
         return sorted(tp for tp, state in self.partitions.items() if state.owner == member_id)

@@ -4,7 +4,13 @@ Each change is one record, appended like any other and made durable like any oth
 survive a crash exactly as records do). Keys and values are small JSON objects:
 
     key   {"kind": "offset", "group": G, "topic": T, "partition": P}   value {"offset": N}
+                                                            or {"offset": N, "dead_letter": {...}}
     key   {"kind": "group", "group": G}                                value {group settings}
+
+A `dead_letter` marker says the record at N is being copied to the dead-letter topic
+`dlq.<group>.<topic>`, into partition "partition" at or after offset "from"; the commit past N
+that follows the copy replaces it. A restart that finds the marker looks for the copy there, so a
+crash between the copy and that commit does not copy the record twice.
 
 A null value deletes the key. At start the log is replayed from its start; the last value of a
 key wins. When the log holds many more records than live keys, it is compacted: the active
@@ -79,11 +85,19 @@ class OffsetsStore:
                     except ValueError:
                         continue
 
-    def offsets(self) -> Iterator[tuple[str, str, int, int]]:
-        """(group, topic, partition, committed) for every committed offset."""
+    def offsets(self) -> Iterator[tuple[str, str, int, int, dict[str, Any] | None]]:
+        """(group, topic, partition, committed, dead-letter marker or None) for every committed
+        offset."""
         for key, value in self.live.items():
             if key[0] == "offset":
-                yield key[1], key[2], int(key[3]), int(value["offset"])
+                marker = value.get("dead_letter")
+                yield (
+                    key[1],
+                    key[2],
+                    int(key[3]),
+                    int(value["offset"]),
+                    marker if isinstance(marker, dict) else None,
+                )
 
     def groups(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for key, value in self.live.items():

@@ -45,6 +45,7 @@ from logbroker.protocol.messages import (
     JoinGroupResponse,
     LeaveGroup,
     Nack,
+    PartitionPosition,
     TopicPartitionRef,
 )
 from logbroker.records.batch import parse_header
@@ -129,6 +130,9 @@ class GroupConsumer:
         self._delivered: dict[TopicPartition, int] = {}  # end of what was delivered, per partition
         self._committed: dict[TopicPartition, int] = {}
         self._error: LogbrokerError | None = None
+        #: A poll was sent and its response never read (cancelled, or the connection failed):
+        #: the broker may have delivered records this member never saw.
+        self._unanswered_poll = False
         self._nursery: trio.Nursery | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -149,7 +153,10 @@ class GroupConsumer:
                 # member hands back what it did not process and leaves (so its partitions move at
                 # once instead of after its session times out).
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await self.release()
+                    try:
+                        await self.release()
+                    except LogbrokerError:
+                        pass  # leaving hands them back as well, counted
                     await self._leave()
                 nursery.cancel_scope.cancel()
                 self._nursery = None
@@ -250,12 +257,17 @@ class GroupConsumer:
         if self.member_id is None:
             await self._join()
         assert self.member_id is not None
+        seen = None
+        if self._unanswered_poll:  # the broker takes back what that poll delivered
+            seen = [PartitionPosition(t, p, end) for (t, p), end in self._delivered.items()]
+        self._unanswered_poll = True
         try:
             response, payload = await self.client.request(
-                GroupPoll(self.group, self.member_id, self.max_wait_ms, self.max_bytes)
+                GroupPoll(self.group, self.member_id, self.max_wait_ms, self.max_bytes, seen)
             )
         except UnknownMemberIdError:
             logger.info("group %s: the session of %s ended; joining again", self.group, self.member_id)
+            self._unanswered_poll = False
             self.member_id = None
             self._buffer.clear()
             self._delivered.clear()
@@ -263,6 +275,7 @@ class GroupConsumer:
             self.generation = -1
             self.assignment = []
             return
+        self._unanswered_poll = False
         assert isinstance(response, GroupPollResponse)
         self._follow(response.generation, response.assignment)
         start = 0
@@ -361,7 +374,8 @@ class GroupConsumer:
         self._buffer = deque(
             m for m in self._buffer if not (m[0] == topic and m[1] == partition and m[2] >= offset)
         )
-        self._delivered[(topic, partition)] = min(self._delivered.get((topic, partition), offset), offset)
+        if (topic, partition) in self._delivered:
+            self._delivered[(topic, partition)] = min(self._delivered[(topic, partition)], offset)
         for attempt in range(2):
             try:
                 await self.client.request(
@@ -383,10 +397,6 @@ class GroupConsumer:
             except UnknownMemberIdError:
                 self.member_id = None
                 return
-            except LogbrokerError:
-                if release:
-                    return  # the records were taken back already (an ack timeout, a rebalance)
-                raise
             return
 
     async def _refresh(self) -> bool:

@@ -327,14 +327,28 @@ class HeartbeatResponse(Response):
 
 
 @attrs.frozen
+class PartitionPosition:
+    topic: str
+    partition: int
+    offset: int
+
+
+@attrs.frozen
 class GroupPoll(Message):
-    """Receive records of the member's partitions; wait up to `max_wait_ms` for some."""
+    """Receive records of the member's partitions; wait up to `max_wait_ms` for some.
+
+    A member's newer poll ends its older ones (they return nothing). `seen` is set when the
+    answer to an earlier poll was lost (cancelled, or its connection failed): for each of its
+    partitions, the end of what the member did receive (a partition left out: nothing past the
+    committed offset). Before this poll delivers, the broker takes back, uncounted, what it
+    delivered beyond; otherwise an ack of a later record would commit past records never seen."""
 
     API_KEY: ClassVar[int] = 11
     group: str
     member_id: str
     max_wait_ms: int = 500
     max_bytes: int = 16 << 20
+    seen: list[PartitionPosition] | None = None
 
 
 @attrs.frozen

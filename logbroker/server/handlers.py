@@ -15,7 +15,7 @@ import trio
 
 from logbroker import __version__
 from logbroker.broker.broker import Broker, FetchResult, ProduceResult, TopicInfo
-from logbroker.broker.coordinator import DeadLetter, Durable, OffsetRow
+from logbroker.broker.coordinator import DeadLetter, Durable, OffsetRow, PollResult
 from logbroker.broker.group_state import Group
 from logbroker.errors import (
     BrokerUnavailableError,
@@ -79,11 +79,12 @@ from logbroker.server.flusher import Flusher
 from logbroker.server.signals import DataSignals
 from logbroker.storage.log import PartitionLog
 
-__all__ = ["RequestHandler", "error_response"]
+__all__ = ["RequestHandler", "error_response", "monotonic_ms"]
 
 logger = logging.getLogger("logbroker.requests")
 
 _MAX_WAIT_MS = 60_000
+_DEAD_LETTER_WAIT_S = 10
 
 
 def error_response(api_key: int, error: BaseException) -> Message:
@@ -248,7 +249,7 @@ class RequestHandler:
             offset = broker.list_offset(request.topic, request.partition, request.spec, now_ms=now_ms)
             return ListOffsetsResponse(offset=-1 if offset is None else offset)
         groups = broker.groups
-        now = _monotonic_ms()
+        now = monotonic_ms()
         if isinstance(request, Heartbeat):
             group = groups.heartbeat(request.group, request.member_id, now=now)
             return HeartbeatResponse(
@@ -296,7 +297,7 @@ class RequestHandler:
         if self.closing:
             raise BrokerUnavailableError("the broker is shutting down")
         groups = self.broker.groups
-        now, now_ms = _monotonic_ms(), self.wall_ms()
+        now, now_ms = monotonic_ms(), self.wall_ms()
         if isinstance(request, JoinGroup):
             member_id, group, pending = groups.join(
                 request.group,
@@ -341,6 +342,7 @@ class RequestHandler:
                 now=now,
                 now_ms=now_ms,
             )
+            self.signals.notify_group(request.group)  # a poll may wait for earlier records to be done
             self.poke_group_timer()
             await self.durable(pending)
             return CommitOffsetResponse(committed=committed), b""
@@ -371,21 +373,31 @@ class RequestHandler:
         group = groups.groups.get(request.group)
         member = group.members.get(request.member_id) if group else None
         if group is None or member is None:
-            groups.heartbeat(request.group, request.member_id, now=_monotonic_ms())  # raises the right error
+            groups.heartbeat(request.group, request.member_id, now=monotonic_ms())  # raises the right error
             raise AssertionError("unreachable")
         wait_ms = min(max(request.max_wait_ms, 0), _MAX_WAIT_MS, group.settings.session_timeout_ms // 2)
         deadline = trio.current_time() + wait_ms / 1000
         limit = min(max(request.max_bytes, 1), self.config.max_fetch_bytes)
+        member.latest_poll += 1
+        this_poll = member.latest_poll
+        if member.polling:
+            self.signals.notify_group(request.group)  # its older polls end
+        if request.seen is not None:
+            seen = {(p.topic, p.partition): p.offset for p in request.seen}
+            groups.take_back_unseen(request.group, request.member_id, seen, now=monotonic_ms())
         member.polling += 1
         try:
             while True:
+                if member.latest_poll != this_poll:  # a newer poll of the member took over
+                    result = PollResult(group.generation, group.assignment(request.member_id), [], [])
+                    break
                 result = groups.poll(
-                    request.group, request.member_id, limit, now=_monotonic_ms(), now_ms=self.wall_ms()
+                    request.group, request.member_id, limit, now=monotonic_ms(), now_ms=self.wall_ms()
                 )
                 for letter in result.dead_letters:
                     await self._finish_dead_letter(letter)
-                if result.dead_letters:
-                    continue
+                if result.dead_letters and not result.delivered:
+                    continue  # the partitions dead-lettered from may have more to deliver
                 if result.delivered:
                     self.poke_group_timer()  # ack deadlines start now
                 if result.delivered or trio.current_time() >= deadline or self.closing:
@@ -395,7 +407,8 @@ class RequestHandler:
                     await self.signals.wait(logs, [request.group])
         finally:
             member.polling -= 1
-            member.last_seen = _monotonic_ms()
+            member.last_seen = monotonic_ms()
+            self.poke_group_timer()  # its session deadline counts again
         parts = [
             PolledPartition(d.topic, d.partition, d.start, d.end, len(d.data), [list(c) for c in d.counts])
             for d in result.delivered
@@ -410,8 +423,12 @@ class RequestHandler:
     async def _finish_dead_letter(self, letter: DeadLetter) -> None:
         groups = self.broker.groups
         try:
-            await self.durable(letter.copy)
-        except LogbrokerError:
+            # The copy is appended: see it made durable even if the poll is cancelled meanwhile
+            # (its connection closed), or a later poll would copy the record a second time.
+            with trio.CancelScope(shield=True):
+                with trio.fail_after(_DEAD_LETTER_WAIT_S):
+                    await self.durable(letter.copy)
+        except BaseException:  # the copy could not be made durable: a later poll tries again
             groups.abandon_dead_letter(letter)
             raise
         pending = groups.finish_dead_letter(letter, now_ms=self.wall_ms())
@@ -459,8 +476,9 @@ def _description(cls: type[DescribeTopicResponse], info: TopicInfo) -> DescribeT
     )
 
 
-def _monotonic_ms() -> int:
-    return int(trio.current_time() * 1000)
+def monotonic_ms() -> int:
+    """trio's clock in whole milliseconds (rounded: a deadline slept until reads as reached)."""
+    return round(trio.current_time() * 1000)
 
 
 def _refs(assignment: list[tuple[str, int]]) -> list[TopicPartitionRef]:

@@ -20,10 +20,11 @@ import time
 import trio
 
 from logbroker.broker.broker import Broker
+from logbroker.errors import LogbrokerError
 from logbroker.server.config import ServerConfig
 from logbroker.server.connection import ClientConnection, refusal
 from logbroker.server.flusher import Flusher
-from logbroker.server.handlers import RequestHandler
+from logbroker.server.handlers import RequestHandler, monotonic_ms
 from logbroker.server.signals import DataSignals
 
 __all__ = ["Server", "serve"]
@@ -65,6 +66,17 @@ class Server:
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.host, self.port = listeners[0].socket.getsockname()[:2]
+        # A topic created or deleted may change what groups subscribe to: the timer reassigns.
+        self.broker.topic_listeners.append(self.handler.poke_group_timer)
+        try:
+            await self._serve(listeners, task_status)
+        finally:
+            self.broker.topic_listeners.remove(self.handler.poke_group_timer)
+        logger.info("stopped")
+
+    async def _serve(
+        self, listeners: list[trio.SocketListener], task_status: trio.TaskStatus[Server]
+    ) -> None:
         async with trio.open_nursery() as background:
             background.start_soon(self.flusher.run)
             background.start_soon(self._housekeeping)
@@ -93,7 +105,6 @@ class Server:
                     connection.close("shutdown timeout")
             await self.flusher.flush_round()
             background.cancel_scope.cancel()
-        logger.info("stopped")
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         if len(self.connections) >= self.config.max_connections:
@@ -120,21 +131,31 @@ class Server:
         the first assignment after its delay."""
         groups = self.broker.groups
         while True:
-            for name in groups.expire(int(trio.current_time() * 1000), wall_clock_ms()):
-                self.signals.notify_group(name)
-            deadline = groups.next_deadline()
             wakeup = self.handler.group_timer_wakeup
+            try:
+                changed = groups.expire(monotonic_ms(), wall_clock_ms())
+            except LogbrokerError as exc:  # __offsets could not be written (a full disk, say)
+                logger.error("consumer groups: %s; trying again in 1 s", exc.message)
+                changed = set(groups.groups)
+                deadline: int | None = monotonic_ms() + 1000
+            else:
+                deadline = groups.next_deadline()
+            for name in changed:
+                self.signals.notify_group(name)
             with trio.move_on_at(deadline / 1000 if deadline is not None else float("inf")):
                 await wakeup.wait()
 
     async def _housekeeping(self) -> None:
         while True:
             await trio.sleep(self.config.retention_check_interval)
-            deleted = self.broker.apply_retention(wall_clock_ms())
-            if deleted:
-                logger.info("retention deleted %d segment(s)", deleted)
-            if self.broker.groups.maybe_compact(wall_clock_ms()):
-                logger.info("compacted %s", "__offsets")
+            try:
+                deleted = self.broker.apply_retention(wall_clock_ms())
+                if deleted:
+                    logger.info("retention deleted %d segment(s)", deleted)
+                if self.broker.groups.maybe_compact(wall_clock_ms()):
+                    logger.info("compacted %s", "__offsets")
+            except LogbrokerError as exc:  # tried again at the next check
+                logger.error("housekeeping: %s", exc.message)
             for note in self.broker.notes:
                 logger.warning("%s", note)
             self.broker.notes.clear()

@@ -141,6 +141,21 @@ class GroupMachine(RuleBasedStateMachine):
         except (UnknownMemberIdError, IllegalGenerationError):
             pass
 
+    @rule(name=st.sampled_from("abc"), partition=st.integers(0, PARTITIONS - 1), back=st.integers(0, 3))
+    def lose_a_poll(self, name: str, partition: int, back: int) -> None:
+        """The answer to a poll was lost: the member's next poll says what it did see."""
+        member_id = self.members.get(name)
+        if member_id is None:
+            return
+        delivered = self.delivered.setdefault(member_id, {})
+        if partition in delivered:
+            delivered[partition] = max(delivered[partition] - back, 0)  # those answers were lost
+        seen = {("t", p): end for p, end in delivered.items()}
+        try:
+            self.groups.take_back_unseen("g", member_id, seen, now=self.now)
+        except UnknownMemberIdError:
+            del self.members[name]
+
     @rule(ms=st.sampled_from([100, 999, 1001, 2500]))
     def advance(self, ms: int) -> None:
         self.now += ms
