@@ -23,8 +23,7 @@ from logbroker.errors import (
     UnsupportedCompressionError,
 )
 from logbroker.protocol.messages import FetchPartition
-from logbroker.records.batch import parse_header
-from logbroker.records.codec import Header, decode_batch_as
+from logbroker.records.codec import Header, decode_batch_as, iter_batches
 
 if TYPE_CHECKING:
     from logbroker.client.client import Client
@@ -174,11 +173,7 @@ class Consumer:
             return new(Message, (topic, partition, offset, timestamp, key, value, headers, 1))
 
         pos = 0
-        end = len(chunk)
-        while end - pos >= 61:
-            header = parse_header(chunk, pos)
-            if pos + header.size > end:
-                break  # a partial batch: fetched again next time
+        for header in iter_batches(chunk):  # a partial batch at the end is fetched again next time
             if header.next_offset > position and not header.is_control:
                 try:
                     _, messages = decode_batch_as(chunk, pos, make)

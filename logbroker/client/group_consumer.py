@@ -48,8 +48,7 @@ from logbroker.protocol.messages import (
     PartitionPosition,
     TopicPartitionRef,
 )
-from logbroker.records.batch import parse_header
-from logbroker.records.codec import Header, decode_batch_as
+from logbroker.records.codec import Header, decode_batch_as, iter_batches
 
 if TYPE_CHECKING:
     from logbroker.client.client import Client
@@ -303,11 +302,7 @@ class GroupConsumer:
             )
 
         pos = 0
-        size = len(chunk)
-        while size - pos >= 61:
-            header = parse_header(chunk, pos)
-            if pos + header.size > size:
-                break
+        for header in iter_batches(chunk):
             if header.next_offset > first and header.base_offset < end and not header.is_control:
                 try:
                     _, messages = decode_batch_as(chunk, pos, make)
