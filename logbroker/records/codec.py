@@ -16,8 +16,8 @@ Record layout (inside the records region of a batch, after decompression):
 This is client-side work (the broker never looks inside a batch), so it is written for per-record
 speed: small varints come from a table, each batch is joined once, and decoding takes the one-byte
 varint path inline. Decoding treats its input as untrusted: every length is checked against the
-bytes that remain before anything is sliced, and only `CorruptRecordError` (or
-`UnsupportedCompressionError` for a codec without a decoder) escapes.
+bytes that remain before anything is sliced, and only `CorruptRecordError` escapes (a compressed
+body included: see `compression`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logbroker.errors import CorruptRecordError, LogbrokerError, UnsupportedCompressionError
+from logbroker.errors import CorruptRecordError, LogbrokerError
 from logbroker.records import Compression, decode_batch, encode_batch, iter_records, validate_batch
 from logbroker.records.batch import ATTR_CONTROL, HEADER
 
@@ -28,7 +28,7 @@ def columns(draw: st.DrawFn) -> dict:  # type: ignore[type-arg]
         cols["timestamps"] = draw(st.lists(st.integers(base - 10**6, base + 10**6), min_size=n, max_size=n))
     else:
         cols["timestamp"] = draw(st.integers(0, 2**42))
-    cols["compression"] = draw(st.sampled_from([Compression.NONE, Compression.GZIP]))
+    cols["compression"] = draw(st.sampled_from(list(Compression)))
     return cols
 
 
@@ -93,13 +93,20 @@ def test_damaged_gzip_stream_is_a_typed_error() -> None:
 
 
 @pytest.mark.parametrize("codec", [Compression.SNAPPY, Compression.LZ4, Compression.ZSTD])
-def test_codecs_without_a_decoder_say_so(codec: Compression) -> None:
+def test_every_codec_is_decoded_and_capped(codec: Compression) -> None:
+    data = encode_batch([b"x" * 50_000, b"y"], keys=[b"k", None], compression=codec)
+    assert len(data) < 5000
+    assert [r.value for r in decode_batch(data)[1]] == [b"x" * 50_000, b"y"]
+    with pytest.raises(CorruptRecordError, match=f"{codec.label} data inflates past the cap"):
+        decode_batch(data, max_decompressed=10_000)
+
+
+def test_an_uncompressed_body_under_a_codec_flag_is_corrupt() -> None:
     plain = bytearray(encode_batch([b"x"]))
-    struct.pack_into(">h", plain, 21, int(codec))
-    with pytest.raises(UnsupportedCompressionError, match=codec.name.lower()):
-        decode_batch(bytes(plain), check_crc=False)
-    with pytest.raises(UnsupportedCompressionError):
-        encode_batch([b"x"], compression=codec)
+    for codec in (Compression.SNAPPY, Compression.LZ4, Compression.ZSTD):
+        struct.pack_into(">h", plain, 21, int(codec))
+        with pytest.raises(CorruptRecordError):
+            decode_batch(bytes(plain), check_crc=False)
 
 
 def test_gzip_written_by_the_gzip_module_is_read() -> None:

@@ -1,5 +1,6 @@
 """Our batches against kafka-python's independent implementation, in both directions."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
@@ -25,7 +26,16 @@ def record_lists(draw: st.DrawFn) -> list[tuple]:  # type: ignore[type-arg]
     ]
 
 
-codecs = st.sampled_from([(Compression.NONE, 0), (Compression.GZIP, DefaultRecordBatch.CODEC_GZIP)])
+# kafka-python compresses with python-snappy (xerial framing), python-lz4 and zstandard.
+codecs = st.sampled_from(
+    [
+        (Compression.NONE, 0),
+        (Compression.GZIP, DefaultRecordBatch.CODEC_GZIP),
+        (Compression.SNAPPY, DefaultRecordBatch.CODEC_SNAPPY),
+        (Compression.LZ4, DefaultRecordBatch.CODEC_LZ4),
+        (Compression.ZSTD, DefaultRecordBatch.CODEC_ZSTD),
+    ]
+)
 
 
 @given(record_lists(), codecs, st.integers(0, 2**40))
@@ -39,6 +49,7 @@ def test_kafka_python_reads_our_batches(recs: list[tuple], codec, base_offset: i
         base_offset=base_offset,
     )
     theirs = DefaultRecordBatch(ours)
+    assert theirs.compression_type == codec[1]
     assert theirs.validate_crc()
     assert theirs.crc == validate_batch(ours).crc
     got = [(r.offset, r.key, r.value, list(r.headers), r.timestamp) for r in theirs]
@@ -62,6 +73,8 @@ def test_we_read_kafka_python_batches(recs: list[tuple], codec) -> None:  # type
         builder.append(i, timestamp=ts, key=key, value=value, headers=headers)
     theirs = bytes(builder.build())
     header = validate_batch(theirs)
+    # kafka-python sends a batch uncompressed when compressing would not make it smaller.
+    assert header.compression in (Compression.NONE, codec[0])
     assert header.crc == DefaultRecordBatch(theirs).crc
     _, got = decode_batch(theirs)
     assert [(r.offset, r.key, r.value, list(r.headers), r.timestamp) for r in got] == [
@@ -86,3 +99,37 @@ def test_kafka_python_walks_a_log_of_our_batches() -> None:
     while records.has_next():
         offsets.extend(r.offset for r in records.next_batch())
     assert offsets == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("codec", "theirs"),
+    [
+        (Compression.GZIP, DefaultRecordBatch.CODEC_GZIP),
+        (Compression.SNAPPY, DefaultRecordBatch.CODEC_SNAPPY),
+        (Compression.LZ4, DefaultRecordBatch.CODEC_LZ4),
+        (Compression.ZSTD, DefaultRecordBatch.CODEC_ZSTD),
+    ],
+)
+def test_we_read_kafka_python_compressed_batches(codec: Compression, theirs: int) -> None:
+    # Records that compress well, so kafka-python keeps the codec; more than one snappy block.
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=theirs,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 24,
+    )
+    expected = []
+    for i in range(500):
+        key, value = b"customer-%d" % (i % 7), b"order %d created at the eu-west store" % i * 3
+        headers = [("trace", b"%08d" % i)] if i % 3 else []
+        builder.append(i, timestamp=1_700_000_000_000 + i, key=key, value=value, headers=headers)
+        expected.append((i, 1_700_000_000_000 + i, key, value, tuple(headers)))
+    data = bytes(builder.build())
+    header = validate_batch(data)
+    assert header.compression == codec
+    assert len(data) < 30_000 < header.records_count * 100
+    _, got = decode_batch(data)
+    assert [tuple(r) for r in got] == expected
