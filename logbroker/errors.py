@@ -21,6 +21,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidPartitionsError",
+    "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidRequestError",
     "InvalidTimestampError",
@@ -30,6 +31,7 @@ __all__ = [
     "MessageTooLargeError",
     "NonEmptyGroupError",
     "OffsetOutOfRangeError",
+    "OutOfOrderSequenceError",
     "ProtocolError",
     "RecordListTooLargeError",
     "RequestTimedOutError",
@@ -242,6 +244,21 @@ class NonEmptyGroupError(LogbrokerError):
 
     code = 68
     name = "NON_EMPTY_GROUP"
+
+
+class OutOfOrderSequenceError(LogbrokerError):
+    """An idempotent producer's batch does not follow its previous one: a batch is missing in
+    between, or the batch is a retry older than the last five batches the broker remembers."""
+
+    code = 45
+    name = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
+
+class InvalidProducerEpochError(LogbrokerError):
+    """A batch from an older epoch of a producer id: a newer instance of the producer fenced it."""
+
+    code = 47
+    name = "INVALID_PRODUCER_EPOCH"
 
 
 class GroupIdNotFoundError(LogbrokerError):

@@ -21,6 +21,13 @@ import attrs
 from logbroker.broker.coordinator import GroupCoordinator
 from logbroker.broker.group_state import GroupSettings
 from logbroker.broker.names import check_topic_name, is_internal
+from logbroker.broker.producer_state import (
+    PRODUCER_ID_FILE,
+    ProducerIdAllocator,
+    ProducerStateTable,
+    load_producer_state,
+    save_producer_state,
+)
 from logbroker.broker.topic_config import TopicConfig
 from logbroker.broker.topics import CATALOGUE_FILE, TopicEntry, TopicStore
 from logbroker.errors import (
@@ -119,6 +126,9 @@ class ProduceResult:
     log: PartitionLog
     base_offset: int
     next_offset: int
+    #: Every batch was a retry of batches an idempotent producer had stored before: nothing was
+    #: appended, and the offsets are those of the original append.
+    duplicate: bool = False
 
 
 @attrs.frozen
@@ -134,6 +144,8 @@ class _Topic:
     entry: TopicEntry
     config: TopicConfig
     logs: list[PartitionLog]
+    #: The idempotent-producer state of each partition, beside its log.
+    producers: list[ProducerStateTable]
 
 
 class Broker:
@@ -150,6 +162,9 @@ class Broker:
         self._fs = fs
         self.data_dir = data_dir
         self._store = TopicStore(fs, data_dir)
+        self._producer_ids = ProducerIdAllocator(
+            fs, os.path.join(data_dir, PRODUCER_ID_FILE) if data_dir is not None else None
+        )
         self._topics: dict[str, _Topic] = {}
         self._dirty: dict[int, PartitionLog] = {}
         #: What opening each partition found (file brokers), and anything else start-up did.
@@ -280,10 +295,29 @@ class Broker:
         entry = self._topic(topic, now_ms=now_ms)
         log = self._log(entry, partition)
         headers = check_batches(data, entry.config, now_ms, topic)
+        producers = entry.producers[partition]
+        duplicate = producers.check(headers)
+        if duplicate is not None:
+            return ProduceResult(log, duplicate.base_offset, duplicate.next_offset, duplicate=True)
         base = log.append(data, now_ms, headers=headers)
+        producers.record(headers, base, now_ms)
         if self._fs is not None and self.options.fsync.mode != "never":
             self._dirty[id(log)] = log
         return ProduceResult(log, base, log.next_offset)
+
+    def allocate_producer_id(self) -> int:
+        """A producer id no one has had, for an idempotent producer (which starts at epoch 0).
+
+        Never repeats, also across restarts and crashes (see `ProducerIdAllocator`); raises
+        `StorageError` when the reservation of a new block of ids cannot be written.
+        """
+        return self._producer_ids.allocate()
+
+    def producer_state(self, topic: str, partition: int) -> ProducerStateTable:
+        """The idempotent-producer state of a partition."""
+        entry = self._topic(topic)
+        self._log(entry, partition)
+        return entry.producers[partition]
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int, *, now_ms: int) -> FetchResult:
         """Whole batches from `offset` up to what consumers may see (see `high_watermark`).
@@ -355,14 +389,50 @@ class Broker:
                 self.notes.append(str(exc))
         return deleted
 
+    def snapshot_producer_state(self, now_ms: int) -> int:
+        """Forget idle producers and snapshot the producer state of every partition that changed.
+
+        Run periodically (the server's housekeeping) so that after a crash only the batches
+        appended since are walked to rebuild the state. Returns the number of snapshots written;
+        failures are kept in `notes` and tried again at the next call.
+        """
+        written = 0
+        for name, topic in self._topics.items():
+            for partition, log in enumerate(topic.logs):
+                producers = topic.producers[partition]
+                producers.expire(now_ms)
+                try:
+                    written += self._snapshot(name, partition, log, producers)
+                except StorageError as exc:
+                    self.notes.append(str(exc))
+        return written
+
+    def _snapshot(self, name: str, partition: int, log: PartitionLog, producers: ProducerStateTable) -> int:
+        end = log.next_offset
+        if (
+            self._fs is None
+            or log.read_only_reason is not None
+            or not producers.needs_snapshot(end)
+            or (producers.snapshot_offset is None and not producers.producers and end == log.log_start_offset)
+        ):
+            return 0
+        save_producer_state(self._fs, self._partition_dir(name, partition), producers, end)
+        return 1
+
     def close(self) -> None:
-        """Flush and close every log, marking clean shutdowns; raises the first failure."""
+        """Snapshot the producer state, flush and close every log, marking clean shutdowns;
+        raises the first failure."""
         failure: StorageError | None = None
-        for _, _, log in self.logs():
-            try:
-                log.close()
-            except StorageError as exc:
-                failure = failure or exc
+        for name, topic in self._topics.items():
+            for partition, log in enumerate(topic.logs):
+                try:
+                    self._snapshot(name, partition, log, topic.producers[partition])
+                except StorageError as exc:
+                    failure = failure or exc
+                try:
+                    log.close()
+                except StorageError as exc:
+                    failure = failure or exc
         self._topics.clear()
         if failure is not None:
             raise failure
@@ -400,22 +470,27 @@ class Broker:
         config = self.options.topic_defaults.with_overrides(entry.config)
         log_config = config.log_config()
         logs: list[PartitionLog] = []
+        producers: list[ProducerStateTable] = []
         try:
             for partition in range(entry.partitions):
+                name = f"topic {entry.name!r} partition {partition}"
                 if self._fs is None:
                     logs.append(PartitionLog.in_memory(log_config, now_ms=now_ms))
-                else:
-                    log = PartitionLog.open(
-                        self._fs, self._partition_dir(entry.name, partition), log_config, now_ms=now_ms
-                    )
-                    if log.recovery is not None:
-                        self.recovery.append(log.recovery)
-                    logs.append(log)
+                    producers.append(ProducerStateTable(name))
+                    continue
+                directory = self._partition_dir(entry.name, partition)
+                log = PartitionLog.open(self._fs, directory, log_config, now_ms=now_ms)
+                logs.append(log)
+                table, notes = load_producer_state(self._fs, directory, log, name, now_ms)
+                producers.append(table)
+                if log.recovery is not None:
+                    log.recovery.notes.extend(notes)
+                    self.recovery.append(log.recovery)
         except BaseException:
             for log in logs:
                 log.close()
             raise
-        return _Topic(entry, config, logs)
+        return _Topic(entry, config, logs, producers)
 
     def _remove_leftovers(self) -> None:
         """Partition directories of topics the catalogue no longer has: a delete a crash cut short."""
@@ -423,7 +498,7 @@ class Broker:
             return
         for name in sorted(self._fs.list_dir(self.data_dir)):
             path = os.path.join(self.data_dir, name)
-            if name == CATALOGUE_FILE + ".tmp":
+            if name in (CATALOGUE_FILE + ".tmp", PRODUCER_ID_FILE + ".tmp"):
                 self._fs.unlink(path)
                 self.notes.append(f"removed leftover {path}")
                 continue

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from logbroker.records.compression import Compression
 from logbroker.storage.dump import BatchEntry, RecordEntry, RecordsUnavailable, dump_segment
+from logbroker.storage.partition_dir import PRODUCER_STATE_FILE
 from logbroker.storage.scan import ScanProblem
 from logbroker.storage.verify import verify_paths
 
@@ -37,6 +40,11 @@ def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> N
 
     Any Kafka-format segment works. Nothing is modified.
     """
+    if os.path.basename(segment) == PRODUCER_STATE_FILE:
+        raise click.BadParameter(
+            f"{segment} is a partition's producer-state snapshot (JSON text), not a segment file",
+            param_hint="'SEGMENT'",
+        )
     batches = record_count = 0
     if not as_json:
         click.echo(

@@ -154,6 +154,7 @@ class Server:
                     logger.info("retention deleted %d segment(s)", deleted)
                 if self.broker.groups.maybe_compact(wall_clock_ms()):
                     logger.info("compacted %s", "__offsets")
+                self.broker.snapshot_producer_state(wall_clock_ms())
             except LogbrokerError as exc:  # tried again at the next check
                 logger.error("housekeeping: %s", exc.message)
             for note in self.broker.notes:

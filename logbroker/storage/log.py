@@ -17,7 +17,7 @@ Time comes in as `now_ms` (wall-clock milliseconds of the broker); the log reads
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import attrs
@@ -417,6 +417,20 @@ class PartitionLog:
                 if found is not None:
                     return max(found, self._log_start)
         return None
+
+    def batch_headers(self, offset: int) -> Iterator[BatchHeader]:
+        """The headers of the stored batches from the one holding `offset` (or the log start) to
+        the log end, with their stamped base offsets; records are not read.
+
+        Damage ends the walk of its segment, which goes on with the next segment (the batches
+        the damage hides are not seen). Consume it before the log changes again: retention may
+        close the segments it walks.
+        """
+        offset = max(offset, self._log_start)
+        i = max(bisect_right(self._bases, offset) - 1, 0)
+        for segment in self._segments[i:]:
+            yield from segment.batch_headers(offset)
+            self._note_damage(segment)
 
     # -- closing -------------------------------------------------------------------------------
 

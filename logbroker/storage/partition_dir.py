@@ -7,6 +7,8 @@
         00000000000000170410.log         ...
         log-start-offset                 the first offset the log serves, as decimal text
         clean-shutdown                   present only while the log is closed cleanly
+        producer-state.json              idempotent-producer state up to an offset (written and
+                                         read by `broker/producer_state.py`; recovery keeps it)
 
 Every multi-step change is ordered so a crash between any two steps recovers to "before" or
 "after":
@@ -43,10 +45,24 @@ from logbroker.storage.file_segment import (
 from logbroker.storage.fs import FileHandle, FileSystem, write_atomic
 from logbroker.storage.segment import Damage, DamageError, Segment
 
-__all__ = ["CLEAN_SHUTDOWN_FILE", "LOG_START_FILE", "PartitionDirectory", "RecoveryReport", "Truncation"]
+__all__ = [
+    "CLEAN_SHUTDOWN_FILE",
+    "LOG_START_FILE",
+    "MAX_PRODUCER_STATE_BYTES",
+    "PRODUCER_STATE_FILE",
+    "PartitionDirectory",
+    "RecoveryReport",
+    "Truncation",
+]
 
 LOG_START_FILE = "log-start-offset"
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"
+#: A snapshot of the partition's idempotent-producer state (see `broker/producer_state.py`). The
+#: storage layer only keeps it: recovery removes leftover temp files and index files without a
+#: segment, never this file; `verify` checks that it reads as JSON.
+PRODUCER_STATE_FILE = "producer-state.json"
+#: A producer-state snapshot larger than this is not read (about 200,000 producers).
+MAX_PRODUCER_STATE_BYTES = 64 << 20
 TMP_SUFFIX = ".tmp"
 
 

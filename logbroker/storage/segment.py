@@ -6,6 +6,7 @@ as a Kafka `.log` file does. The contract is small:
     append(parts, batches, now_ms)          write stamped batches at the end
     read(offset, max_bytes, end_offset)     whole batches from the one holding `offset`
     offset_for_timestamp(timestamp)         first offset whose record is at least that new
+    batch_headers(offset)                   the headers of the batches from `offset` on
     truncate_to(offset)                     drop the batches from `offset` on
     seal() / close()                        stop growing / release resources
     base_offset, next_offset, size, max_timestamp, created_ms, modified_ms
@@ -18,7 +19,7 @@ what to delete - lives above, in `PartitionLog`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import attrs
@@ -205,6 +206,33 @@ class Segment(abc.ABC):
                 )
             )
         return None
+
+    def batch_headers(self, offset: int) -> Iterator[BatchHeader]:
+        """The headers of the stored batches from the one holding `offset` to the segment's end.
+
+        Records are not decoded nor CRCs computed: the walk reads the segment in chunks from the
+        index entry below `offset` and jumps from header to header by the batches' lengths. Damage
+        ends the walk (and is noted, as a read would note it).
+        """
+        offset = max(offset, self.base_offset)
+        if offset >= self._next_offset:
+            return
+        for attempt in range(2):
+            entry_offset, entry_position = self._index.lookup(offset)
+            scanner = self._walk(entry_position, entry_offset)
+            yielded = False
+            for _, header in scanner:
+                if header.next_offset > offset:
+                    yielded = True
+                    yield header
+            problem = scanner.problem
+            if problem is None:
+                return
+            if attempt == 0 and entry_position > 0 and not yielded:
+                self._repair_index()  # the entry the walk started from may be wrong
+                continue
+            self._note_damage(Damage(problem.position, problem.offset or offset, problem.reason))
+            return
 
     def truncate_to(self, offset: int) -> None:
         """Drop every batch from `offset` on; `offset` must start a batch (or be past the end)."""

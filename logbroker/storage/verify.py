@@ -6,11 +6,13 @@ must follow each other without gaps. Each finding names the file, the byte posit
 offset at which valid data ends.
 
 Damage to the data is a finding; anything the broker rebuilds or works around on its own - a
-missing or stale index, a missing log-start file, a leftover temp file - is a note.
+missing or stale index, a missing log-start file, a leftover temp file, an unreadable or stale
+producer-state snapshot - is a note.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import attrs
@@ -18,7 +20,13 @@ import attrs
 from logbroker.storage.file_segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, parse_log_file_name
 from logbroker.storage.fs import FileSystem, OsFileSystem
 from logbroker.storage.index import IndexFileError, SegmentIndex
-from logbroker.storage.partition_dir import CLEAN_SHUTDOWN_FILE, LOG_START_FILE, TMP_SUFFIX
+from logbroker.storage.partition_dir import (
+    CLEAN_SHUTDOWN_FILE,
+    LOG_START_FILE,
+    MAX_PRODUCER_STATE_BYTES,
+    PRODUCER_STATE_FILE,
+    TMP_SUFFIX,
+)
 from logbroker.storage.scan import BatchScanner
 
 __all__ = ["Finding", "VerifyReport", "verify_paths"]
@@ -59,6 +67,9 @@ def verify_paths(paths: list[str], fs: FileSystem | None = None) -> VerifyReport
                 report.notes.append(f"{path}: no segment files found")
             for directory in partitions:
                 _verify_partition(fs, directory, report)
+        elif os.path.basename(path) == PRODUCER_STATE_FILE:
+            report.notes.append(f"{path}: a producer-state snapshot, not a segment")
+            _check_producer_state(fs, path, None, report)
         elif fs.exists(path):
             _verify_segment(fs, path, parse_log_file_name(os.path.basename(path)), report)
         else:
@@ -102,6 +113,8 @@ def _verify_partition(fs: FileSystem, directory: str, report: VerifyReport) -> N
         if name.endswith(TMP_SUFFIX):
             report.notes.append(f"{os.path.join(directory, name)}: leftover temporary file")
     _check_log_start(fs, directory, names, bases, expected, report)
+    if PRODUCER_STATE_FILE in names:
+        _check_producer_state(fs, os.path.join(directory, PRODUCER_STATE_FILE), expected, report)
 
 
 def _load_index(fs: FileSystem, path: str, base: int, report: VerifyReport) -> SegmentIndex | None:
@@ -183,3 +196,23 @@ def _check_log_start(
         report.notes.append(f"{path}: says {start}, before the first segment ({bases[0]})")
     elif end is not None and start > end:
         report.notes.append(f"{path}: says {start}, past the end of the log ({end})")
+
+
+def _check_producer_state(fs: FileSystem, path: str, end: int | None, report: VerifyReport) -> None:
+    """A snapshot the broker would not use is a note: it rebuilds the state from the log."""
+    rebuilt = "the broker rebuilds the producer state from the log"
+    size = fs.file_size(path)
+    if size > MAX_PRODUCER_STATE_BYTES:
+        report.notes.append(f"{path}: {size} bytes, too large to be a producer-state snapshot ({rebuilt})")
+        return
+    try:
+        offset = json.loads(fs.read_file(path))["offset"]
+        if type(offset) is not int:
+            raise TypeError(offset)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        report.notes.append(f"{path}: unreadable producer-state snapshot ({rebuilt})")
+        return
+    if end is not None and offset > end:
+        report.notes.append(
+            f"{path}: snapshot at offset {offset}, past the end of the log ({end}) ({rebuilt})"
+        )

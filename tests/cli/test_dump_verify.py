@@ -225,3 +225,25 @@ def test_logbroker_opens_what_verify_passes(sample: Path) -> None:
     assert (log.log_start_offset, log.next_offset) == (0, 17)
     log.close()
     assert os.path.exists(sample / "clean-shutdown")
+
+
+def test_verify_and_dump_know_the_producer_state_snapshot(run: Run, sample: Path) -> None:
+    snapshot = sample / "producer-state.json"
+    snapshot.write_text('{"version": 1, "offset": 17, "producers": []}')
+    result = run("verify", str(sample))
+    assert result.returncode == 0, result.stdout
+    assert "note:" not in result.stdout  # a snapshot in step with the log is nothing to note
+    assert run("verify", str(snapshot)).returncode == 0
+    dumped = run("dump", str(snapshot))
+    assert dumped.returncode == 2
+    assert "producer-state snapshot (JSON text), not a segment file" in dumped.stderr
+
+    for content, note in (
+        ('{"version": 1, "offset": 99, "producers": []}', "past the end of the log (17)"),
+        ("{torn", "unreadable producer-state snapshot"),
+    ):
+        snapshot.write_text(content)
+        result = run("verify", str(sample))
+        assert result.returncode == 0, result.stdout
+        assert note in result.stdout
+        assert "the broker rebuilds the producer state from the log" in result.stdout
