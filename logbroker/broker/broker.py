@@ -90,6 +90,8 @@ class BrokerOptions:
     #: Wait this long after the first member joins an empty group before assigning partitions,
     #: so members that start together share the first generation.
     group_initial_delay_ms: int = 300
+    #: The same for Kafka's classic groups (Kafka's group.initial.rebalance.delay.ms).
+    classic_initial_delay_ms: int = 3000
 
 
 @attrs.frozen
@@ -166,6 +168,7 @@ class Broker:
             self,
             defaults=options.group_defaults,
             initial_delay_ms=options.group_initial_delay_ms,
+            classic_initial_delay_ms=options.classic_initial_delay_ms,
             now_ms=now_ms,
         )
 

@@ -112,7 +112,7 @@ class RequestHandler:
         self.wall_ms = wall_ms
         #: Set when the server shuts down: long polls return at once, new requests are refused.
         self.closing = False
-        self._ack_after_fsync = broker.durable and config.fsync.mode == "always"
+        self.ack_after_fsync = broker.durable and config.fsync.mode == "always"
         #: Set after a change to group state that may move the next group deadline.
         self.group_timer_wakeup = trio.Event()
 
@@ -122,7 +122,7 @@ class RequestHandler:
 
     async def durable(self, pending: Durable | None) -> None:
         """Return once an append of the coordinator is as durable as the fsync policy says."""
-        if pending is not None and self._ack_after_fsync:
+        if pending is not None and self.ack_after_fsync:
             self.flusher.poke()
             await self.flusher.wait_flushed(pending.log, pending.next_offset)
 
@@ -135,7 +135,7 @@ class RequestHandler:
         if request.acks not in (-1, 0, 1):
             raise InvalidRequestError(f"acks must be 0, 1 or -1, not {request.acks}")
         result = self.broker.produce(request.topic, request.partition, payload, now_ms=self.wall_ms())
-        if self._ack_after_fsync:
+        if self.ack_after_fsync:
             self.flusher.poke()
         else:
             self.signals.notify(result.log)
@@ -143,7 +143,7 @@ class RequestHandler:
 
     async def produce_response(self, request: Produce, result: ProduceResult) -> ProduceResponse:
         """Wait until the appended records are as durable as the policy says, then answer."""
-        if self._ack_after_fsync:
+        if self.ack_after_fsync:
             with trio.move_on_after(max(request.timeout_ms, 0) / 1000) as waited:
                 await self.flusher.wait_flushed(result.log, result.next_offset)
             if waited.cancelled_caught:
