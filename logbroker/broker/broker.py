@@ -280,6 +280,8 @@ class Broker:
         The records are acked once `result.log.flushed_offset >= result.next_offset` under the
         `always` policy, at once under the others.
         """
+        if is_internal(topic):
+            raise InvalidTopicError(f"{topic!r} is internal to the broker and takes no records from clients")
         entry = self._topic(topic, now_ms=now_ms)
         log = self._log(entry, partition)
         headers = check_batches(data, entry.config, now_ms, topic)

@@ -394,7 +394,7 @@ OFFSET_COMMIT = Api(
     8,
     request=Struct(
         F("group_id", STRING),
-        F("generation_id", INT32, "1+", default=-1),
+        F("generation_id_or_member_epoch", INT32, "1+", default=-1),
         F("member_id", STRING, "1+"),
         F("group_instance_id", STRING, "7+", nullable="7+", default=None),
         F("retention_time_ms", INT64, "2-4", default=-1),

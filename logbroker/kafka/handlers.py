@@ -643,7 +643,7 @@ class KafkaHandler:
         try:
             codes, pending = self.broker.groups.commit_classic(
                 body["group_id"],
-                body["generation_id"],
+                body["generation_id_or_member_epoch"],
                 body["member_id"],
                 offsets,
                 now=monotonic_ms(),

@@ -15,6 +15,7 @@ import trio
 
 from logbroker import __version__
 from logbroker.broker.broker import Broker, FetchResult, ProduceResult, TopicInfo
+from logbroker.broker.classic_groups import ClassicGroup, assigned_partitions, subscribed_topics
 from logbroker.broker.coordinator import DeadLetter, Durable, OffsetRow, PollResult
 from logbroker.broker.group_state import Group
 from logbroker.errors import (
@@ -271,18 +272,24 @@ class RequestHandler:
             self.poke_group_timer()
             return NackResponse()
         if isinstance(request, ListGroups):
-            return ListGroupsResponse(
-                groups=[
-                    GroupSummary(
-                        g.name,
-                        len(g.members),
-                        g.generation,
-                        sorted({t for t, _ in g.partitions} | g.subscribed_topics()),
-                    )
-                    for _, g in sorted(groups.groups.items())
-                ]
-            )
+            summaries = [
+                GroupSummary(
+                    g.name,
+                    len(g.members),
+                    g.generation,
+                    sorted({t for t, _ in g.partitions} | g.subscribed_topics()),
+                )
+                for g in groups.groups.values()
+            ]
+            summaries += [
+                GroupSummary(g.name, len(g.members), g.generation, sorted(_classic_topics(g)), "kafka")
+                for g in groups.classic.groups.values()
+            ]
+            return ListGroupsResponse(groups=sorted(summaries, key=lambda s: s.name))
         if isinstance(request, DescribeGroup):
+            classic = groups.classic.groups.get(request.group)
+            if classic is not None:
+                return _classic_description(classic, groups.offset_rows(request.group))
             return _group_description(groups.describe(request.group), groups.offset_rows(request.group))
         if isinstance(request, ListGroupOffsets):
             return ListGroupOffsetsResponse(
@@ -497,6 +504,34 @@ def _offset_info(row: OffsetRow) -> GroupOffsetInfo:
         row.log_end,
         row.lag,
         row.owner,
+    )
+
+
+def _classic_topics(group: ClassicGroup) -> set[str]:
+    topics = {t for t, _ in group.offsets}
+    for member in group.members.values():
+        topics.update(subscribed_topics(member.metadata(group.protocol_name or "")))
+    return topics
+
+
+def _classic_description(group: ClassicGroup, rows: Iterable[OffsetRow]) -> DescribeGroupResponse:
+    protocol = group.protocol_name or ""
+    return DescribeGroupResponse(
+        name=group.name,
+        generation=group.generation,
+        session_timeout_ms=max((m.session_timeout_ms for m in group.members.values()), default=0),
+        members=[
+            GroupMemberInfo(
+                m.member_id,
+                m.client_id,
+                subscribed_topics(m.metadata(protocol)),
+                _refs(assigned_partitions(m.assignment)),
+            )
+            for m in group.members.values()
+        ],
+        partitions=[_offset_info(r) for r in rows],
+        protocol="kafka",
+        state=group.state,
     )
 
 
