@@ -13,26 +13,32 @@ from typing import ClassVar
 __all__ = [
     "BrokerUnavailableError",
     "ConnectionClosedError",
+    "CoordinatorNotAvailableError",
     "CorruptLogError",
     "CorruptRecordError",
     "FrameTooLargeError",
     "GroupIdNotFoundError",
     "IllegalGenerationError",
+    "InconsistentGroupProtocolError",
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
     "InvalidRecordError",
+    "InvalidReplicationFactorError",
     "InvalidRequestError",
+    "InvalidSessionTimeoutError",
     "InvalidTimestampError",
     "InvalidTopicError",
     "LogReadOnlyError",
     "LogbrokerError",
     "MessageTooLargeError",
     "NonEmptyGroupError",
+    "OffsetMetadataTooLargeError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "ProtocolError",
+    "RebalanceInProgressError",
     "RecordListTooLargeError",
     "RequestTimedOutError",
     "StorageError",
@@ -237,6 +243,45 @@ class UnknownMemberIdError(LogbrokerError):
 
     code = 25
     name = "UNKNOWN_MEMBER_ID"
+
+
+class InconsistentGroupProtocolError(LogbrokerError):
+    """A member whose protocol does not fit the group's: another protocol type, no assignor in
+    common with the other members, or a native member joining a Kafka group (or the reverse)."""
+
+    code = 23
+    name = "INCONSISTENT_GROUP_PROTOCOL"
+
+
+class InvalidSessionTimeoutError(LogbrokerError):
+    code = 26
+    name = "INVALID_SESSION_TIMEOUT"
+
+
+class RebalanceInProgressError(LogbrokerError):
+    """The group is rebalancing: the member must join again."""
+
+    code = 27
+    name = "REBALANCE_IN_PROGRESS"
+    retriable = True
+
+
+class OffsetMetadataTooLargeError(LogbrokerError):
+    code = 12
+    name = "OFFSET_METADATA_TOO_LARGE"
+
+
+class CoordinatorNotAvailableError(LogbrokerError):
+    """A coordinator this broker does not provide (transactions)."""
+
+    code = 15
+    name = "COORDINATOR_NOT_AVAILABLE"
+    retriable = True
+
+
+class InvalidReplicationFactorError(LogbrokerError):
+    code = 38
+    name = "INVALID_REPLICATION_FACTOR"
 
 
 class NonEmptyGroupError(LogbrokerError):

@@ -5,10 +5,13 @@ In trio code (and with pytest-trio):
     async with logbroker.testing.run_broker() as broker:      # memory storage, port 0
         client = await logbroker.connect(broker.address)
 
-Anywhere else (plain functions, asyncio, threads, kafka clients later):
+Anywhere else (plain functions, asyncio, threads, Kafka clients):
 
     with logbroker.testing.BrokerThread() as broker:           # runs in a background thread
         ...  # broker.address is "127.0.0.1:<port>"
+
+    with logbroker.testing.BrokerThread(kafka_port=0) as broker:   # also speaks Kafka
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.kafka_address})
 
 With logbroker installed, pytest gets two fixtures: `logbroker_broker` (trio, needs pytest-trio)
 and `logbroker_thread` (any test); each yields a `RunningBroker` with `.address`.
@@ -43,6 +46,13 @@ class RunningBroker:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def kafka_address(self) -> str:
+        """Where Kafka clients connect (`kafka_port` must have been given, 0 for a free one)."""
+        if self.server.kafka_port < 0:
+            raise RuntimeError("this broker has no Kafka listener: start it with kafka_port=0")
+        return f"{self.server.kafka.host}:{self.server.kafka_port}"
 
     def __str__(self) -> str:
         return self.address

@@ -14,7 +14,16 @@ def test_the_quick_start_is_two_commands() -> None:
     quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
     commands = re.findall(r"```sh\n(.*?)```", quick_start, re.S)[0].strip().splitlines()
     assert len(commands) == 2
-    assert commands[0].endswith("logbroker serve") and commands[1].endswith("pytest")
+    assert commands[0].endswith("logbroker serve --kafka-port 9092") and commands[1].endswith("pytest")
+
+
+def test_the_kafka_example_runs() -> None:
+    [script] = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "127.0.0.1:9092" in b]
+    with BrokerThread(kafka_port=0, kafka_group_initial_delay=0.0, auto_create_topics=True) as broker:
+        exec(
+            compile(script.replace("127.0.0.1:9092", broker.kafka_address), "README.md", "exec"),
+            {"__name__": "readme"},
+        )
 
 
 def test_the_python_examples_run() -> None:

@@ -97,6 +97,8 @@ class BrokerOptions:
     #: Wait this long after the first member joins an empty group before assigning partitions,
     #: so members that start together share the first generation.
     group_initial_delay_ms: int = 300
+    #: The same for Kafka's classic groups (Kafka's group.initial.rebalance.delay.ms).
+    classic_initial_delay_ms: int = 3000
 
 
 @attrs.frozen
@@ -181,6 +183,7 @@ class Broker:
             self,
             defaults=options.group_defaults,
             initial_delay_ms=options.group_initial_delay_ms,
+            classic_initial_delay_ms=options.classic_initial_delay_ms,
             now_ms=now_ms,
         )
 
@@ -292,6 +295,8 @@ class Broker:
         The records are acked once `result.log.flushed_offset >= result.next_offset` under the
         `always` policy, at once under the others.
         """
+        if is_internal(topic):
+            raise InvalidTopicError(f"{topic!r} is internal to the broker and takes no records from clients")
         entry = self._topic(topic, now_ms=now_ms)
         log = self._log(entry, partition)
         headers = check_batches(data, entry.config, now_ms, topic)

@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from logbroker.broker.classic_groups import (
+    MAX_METADATA_BYTES,
+    ClassicGroup,
+    ClassicGroups,
+    assigned_partitions,
+)
 from logbroker.broker.group_state import Group, GroupSettings, Member, PartitionCursor, TopicPartition, assign
 from logbroker.broker.names import check_group_name, dead_letter_topic, is_internal
 from logbroker.broker.offsets_store import OFFSETS_TOPIC, Key, OffsetsStore
@@ -28,9 +34,12 @@ from logbroker.errors import (
     CorruptRecordError,
     GroupIdNotFoundError,
     IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    InvalidGroupIdError,
     InvalidRequestError,
     LogbrokerError,
     NonEmptyGroupError,
+    OffsetMetadataTooLargeError,
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
     UnsupportedCompressionError,
@@ -44,6 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DeadLetter", "Delivered", "Durable", "GroupCoordinator", "OffsetRow", "PollResult"]
 
+#: The `type` of a classic group's settings record in `__offsets` (native groups have none).
+CLASSIC = "classic"
 OFFSETS_TOPIC_CONFIG = {"retention.ms": "-1", "segment.bytes": str(16 << 20)}
 
 
@@ -108,6 +119,7 @@ class GroupCoordinator:
         *,
         defaults: GroupSettings | None = None,
         initial_delay_ms: int = 300,
+        classic_initial_delay_ms: int = 3000,
         now_ms: int,
     ) -> None:
         self.broker = broker
@@ -116,11 +128,26 @@ class GroupCoordinator:
         if not broker.has_topic(OFFSETS_TOPIC):
             broker.create_topic(OFFSETS_TOPIC, 1, OFFSETS_TOPIC_CONFIG, now_ms=now_ms, internal_ok=True)
         self.store = OffsetsStore(broker.log(OFFSETS_TOPIC, 0), now_ms=now_ms)
+        #: Native groups, by name.
         self.groups: dict[str, Group] = {}
+        #: Kafka's classic groups (JoinGroup/SyncGroup), by name: a name is one kind or the other.
+        self.classic = ClassicGroups(self.store, initial_delay_ms=classic_initial_delay_ms)
         for name, value in self.store.groups():
-            self.groups[name] = Group(name, self._settings_from(value), start=value.get("start", "earliest"))
+            if value.get("type") == CLASSIC:
+                self.classic.load(name)
+            else:
+                self.groups[name] = Group(
+                    name, self._settings_from(value), start=value.get("start", "earliest")
+                )
         finished: list[tuple[Key, dict[str, Any] | None]] = []
         for group_name, topic, partition, committed, marker in list(self.store.offsets()):
+            classic = self.classic.groups.get(group_name)
+            if classic is not None:
+                metadata = self.store.live[OffsetsStore.offset_key(group_name, topic, partition)].get(
+                    "metadata"
+                )
+                classic.offsets[(topic, partition)] = (committed, metadata)
+                continue
             if marker is not None and self._was_dead_lettered(
                 group_name, topic, partition, committed, marker
             ):
@@ -152,6 +179,7 @@ class GroupCoordinator:
         check_group_name(group_name)
         if not topics:
             raise InvalidRequestError("a member subscribes to at least one topic")
+        self._take_over_classic(group_name)
         for topic in topics:
             self.broker.partition_count(topic, now_ms=now_ms)  # exists (or is auto-created)
             if is_internal(topic):
@@ -203,6 +231,7 @@ class GroupCoordinator:
         Returns the names of the groups where something changed."""
         changed: set[str] = set()
         changes: list[tuple[Key, dict[str, Any] | None]] = []
+        changed |= self.classic.expire(now)
         for group in self.groups.values():
             expired = [
                 m.member_id
@@ -232,6 +261,9 @@ class GroupCoordinator:
     def next_deadline(self) -> int | None:
         """When `expire` next has something to do (monotonic ms), or None."""
         times: list[int] = []
+        classic = self.classic.next_deadline()
+        if classic is not None:
+            times.append(classic)
         for group in self.groups.values():
             if group.assign_after and group.members:
                 times.append(group.assign_after)
@@ -389,14 +421,102 @@ class GroupCoordinator:
         if state is not None and state.dead_lettering == letter.offset:
             state.dead_lettering = None
 
+    # -- Kafka's classic groups -----------------------------------------------------------------
+
+    def classic_group(self, name: str, *, now_ms: int) -> ClassicGroup:
+        """The classic group `name`, created on demand; a native group of that name without
+        members is taken over, with its committed offsets."""
+        if not name:
+            raise InvalidGroupIdError("a group id must not be empty")
+        group = self.classic.groups.get(name)
+        if group is not None:
+            return group
+        offsets: dict[TopicPartition, tuple[int, str | None]] = {}
+        native = self.groups.get(name)
+        if native is not None:
+            if native.members:
+                raise InconsistentGroupProtocolError(
+                    f"group {name!r} has members of the native protocol; a Kafka member cannot join it"
+                )
+            offsets = {tp: (state.committed, None) for tp, state in native.partitions.items()}
+            del self.groups[name]
+        group = self.classic.load(name, offsets)
+        self._write([(OffsetsStore.group_key(name), {"type": CLASSIC})], now_ms)
+        return group
+
+    def commit_classic(
+        self,
+        name: str,
+        generation: int,
+        member_id: str,
+        offsets: dict[TopicPartition, tuple[int, str | None]],
+        *,
+        now: int,
+        now_ms: int,
+    ) -> tuple[dict[TopicPartition, int], Durable | None]:
+        """An OffsetCommit: error codes per partition (0: committed) and what to await."""
+        group = self.classic_group(name, now_ms=now_ms)
+        self.classic.check_commit(group, member_id, generation, now=now)
+        codes: dict[TopicPartition, int] = {}
+        valid: dict[TopicPartition, tuple[int, str | None]] = {}
+        for tp, (offset, metadata) in offsets.items():
+            try:
+                if not self.broker.has_topic(tp[0]) or not 0 <= tp[1] < self.broker.partition_count(
+                    tp[0], now_ms=now_ms
+                ):
+                    raise UnknownTopicOrPartitionError(f"{tp[0]} has no partition {tp[1]}")
+                if metadata is not None and len(metadata.encode()) > MAX_METADATA_BYTES:
+                    raise OffsetMetadataTooLargeError(f"commit metadata over {MAX_METADATA_BYTES} bytes")
+            except LogbrokerError as exc:
+                codes[tp] = exc.code
+                continue
+            codes[tp] = 0
+            valid[tp] = (offset, metadata)
+        return codes, self._write(self.classic.commit(group, valid), now_ms)
+
+    def fetch_offsets(
+        self, name: str, wanted: list[TopicPartition] | None
+    ) -> dict[TopicPartition, tuple[int, str | None]]:
+        """Committed offsets of a group of either kind (-1 where there is none)."""
+        committed: dict[TopicPartition, tuple[int, str | None]] = {}
+        classic = self.classic.groups.get(name)
+        native = self.groups.get(name)
+        if classic is not None:
+            committed = dict(classic.offsets)
+        elif native is not None:
+            committed = {tp: (state.committed, None) for tp, state in native.partitions.items()}
+        if wanted is None:
+            return committed
+        return {tp: committed.get(tp, (-1, None)) for tp in wanted}
+
+    def _take_over_classic(self, name: str) -> None:
+        """A native join for the name of a classic group: refused while it has members, else
+        the group becomes native, keeping its committed offsets."""
+        classic = self.classic.groups.get(name)
+        if classic is None:
+            return
+        if classic.members:
+            raise InconsistentGroupProtocolError(
+                f"group {name!r} has Kafka members; a native member cannot join it"
+            )
+        del self.classic.groups[name]
+        group = self.groups[name] = Group(name, self.defaults)
+        for tp, (offset, _) in classic.offsets.items():
+            group.partitions[tp] = PartitionCursor(tp[0], tp[1], offset, offset)
+
     # -- admin ---------------------------------------------------------------------------------
 
     def describe(self, group_name: str) -> Group:
         return self._group(group_name)
 
     def offset_rows(self, group_name: str | None = None, topic: str | None = None) -> Iterator[OffsetRow]:
-        for name in sorted(self.groups):
+        """A row per (group, topic, partition) with a committed offset, groups of both kinds."""
+        for name in sorted(self.groups.keys() | self.classic.groups.keys()):
             if group_name is not None and name != group_name:
+                continue
+            classic = self.classic.groups.get(name)
+            if classic is not None:
+                yield from self._classic_rows(classic, topic)
                 continue
             group = self.groups[name]
             for (t, p), state in sorted(group.partitions.items()):
@@ -420,6 +540,33 @@ class GroupCoordinator:
                     state.owner,
                 )
 
+    def _classic_rows(self, group: ClassicGroup, topic: str | None) -> Iterator[OffsetRow]:
+        owners = {
+            tp: member_id
+            for member_id, assignment in self.classic.assignments(group)
+            for tp in assigned_partitions(assignment)
+        }
+        for (t, p), (committed, _) in sorted(group.offsets.items()):
+            if topic is not None and t != topic:
+                continue
+            try:
+                log = self.broker.log(t, p)
+            except UnknownTopicOrPartitionError:
+                continue
+            end = self.broker.high_watermark(log)
+            yield OffsetRow(
+                group.name,
+                t,
+                p,
+                committed,
+                committed,
+                log.log_start_offset,
+                end,
+                max(end - committed, 0),
+                0,
+                owners.get((t, p)),
+            )
+
     def reset_offsets(
         self, group_name: str, topic: str, to: str | int, *, timestamp: int | None = None, now_ms: int
     ) -> tuple[list[tuple[int, int]], Durable | None]:
@@ -427,6 +574,9 @@ class GroupCoordinator:
         (with `timestamp`) the first record at or after that time; only while the group has no
         members. Returns (partition, offset) pairs."""
         check_group_name(group_name)
+        classic = self.classic.groups.get(group_name)
+        if classic is not None:
+            return self._reset_classic(classic, topic, to, timestamp=timestamp, now_ms=now_ms)
         group = self.groups.get(group_name)
         if group is not None and group.members:
             raise NonEmptyGroupError(
@@ -440,22 +590,40 @@ class GroupCoordinator:
             changes.append((OffsetsStore.group_key(group_name), self._settings_value(group)))
         result = []
         for partition in range(count):
-            log = self.broker.log(topic, partition)
-            end = self.broker.high_watermark(log)
-            if timestamp is not None:
-                offset = self.resolve_timestamp(topic, partition, timestamp, now_ms=now_ms)
-            elif to == "earliest":
-                offset = log.log_start_offset
-            elif to == "latest":
-                offset = end
-            elif isinstance(to, int):
-                offset = min(max(to, log.log_start_offset), end)
-            else:
-                raise InvalidRequestError(f"reset to 'earliest', 'latest' or an offset, not {to!r}")
+            offset = self._reset_target(topic, partition, to, timestamp, now_ms)
             group.partitions[(topic, partition)] = PartitionCursor(topic, partition, offset, offset)
             changes.append((OffsetsStore.offset_key(group_name, topic, partition), {"offset": offset}))
             result.append((partition, offset))
         return result, self._write(changes, now_ms)
+
+    def _reset_classic(
+        self, group: ClassicGroup, topic: str, to: str | int, *, timestamp: int | None, now_ms: int
+    ) -> tuple[list[tuple[int, int]], Durable | None]:
+        if group.members:
+            raise NonEmptyGroupError(
+                f"group {group.name!r} has {len(group.members)} member(s); offsets can only be reset while it has none"
+            )
+        offsets = {
+            (topic, p): (self._reset_target(topic, p, to, timestamp, now_ms), None)
+            for p in range(self.broker.partition_count(topic, now_ms=now_ms))
+        }
+        changes = self.classic.commit(group, offsets)
+        return [(p, offset) for (_, p), (offset, _) in offsets.items()], self._write(changes, now_ms)
+
+    def _reset_target(
+        self, topic: str, partition: int, to: str | int, timestamp: int | None, now_ms: int
+    ) -> int:
+        log = self.broker.log(topic, partition)
+        end = self.broker.high_watermark(log)
+        if timestamp is not None:
+            return self.resolve_timestamp(topic, partition, timestamp, now_ms=now_ms)
+        if to == "earliest":
+            return log.log_start_offset
+        if to == "latest":
+            return end
+        if isinstance(to, int):
+            return min(max(to, log.log_start_offset), end)
+        raise InvalidRequestError(f"reset to 'earliest', 'latest' or an offset, not {to!r}")
 
     def resolve_timestamp(self, topic: str, partition: int, timestamp: int, *, now_ms: int) -> int:
         found = self.broker.list_offset(topic, partition, timestamp, now_ms=now_ms)
@@ -470,6 +638,10 @@ class GroupCoordinator:
             for tp in gone:
                 del group.partitions[tp]
                 changes.append((OffsetsStore.offset_key(group.name, *tp), None))
+        for classic in self.classic.groups.values():
+            for tp in [tp for tp in classic.offsets if tp[0] == topic]:
+                del classic.offsets[tp]
+                changes.append((OffsetsStore.offset_key(classic.name, *tp), None))
         self._write(changes, now_ms)
 
     def maybe_compact(self, now_ms: int) -> bool:

@@ -10,6 +10,8 @@
 | `message.timestamp.after.max.ms` | 3600000 (1 hour) | refuse batches stamped further in the future; -1 allows any |
 | `message.timestamp.before.max.ms` | -1 | refuse batches stamped further in the past; -1 allows any |
 | `index.interval.bytes` | 4096 | bytes between two offset index entries |
+| `cleanup.policy` | delete | only `delete`: log compaction is not supported |
+| `message.timestamp.type` | CreateTime | only `CreateTime`: the producer's timestamps are kept |
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ _KEYS: dict[str, tuple[str, int]] = {
     "index.interval.bytes": ("index_interval_bytes", 1),
 }
 _MAX = (1 << 31) - 1
+# Kafka settings accepted with one value only (Kafka clients send them when creating topics).
+_FIXED = {"cleanup.policy": "delete", "message.timestamp.type": "CreateTime"}
 
 
 @attrs.frozen
@@ -60,8 +64,14 @@ class TopicConfig:
         `InvalidConfigError`."""
         changes: dict[str, int] = {}
         for key, raw in overrides.items():
+            if key in _FIXED:
+                if str(raw).strip() != _FIXED[key]:
+                    raise InvalidConfigError(
+                        f"{key}={raw} is not supported: logbroker topics have {key}={_FIXED[key]}"
+                    )
+                continue
             if key not in _KEYS:
-                known = ", ".join(_KEYS)
+                known = ", ".join([*_KEYS, *_FIXED])
                 raise InvalidConfigError(f"unknown topic setting {key!r}; known settings: {known}")
             attribute, minimum = _KEYS[key]
             try:
@@ -77,7 +87,7 @@ class TopicConfig:
 
     def to_kafka(self) -> dict[str, str]:
         """Every setting under its Kafka name, as strings (what `topics describe` shows)."""
-        return {key: str(getattr(self, attribute)) for key, (attribute, _) in _KEYS.items()}
+        return {key: str(getattr(self, attribute)) for key, (attribute, _) in _KEYS.items()} | _FIXED
 
     def log_config(self) -> LogConfig:
         return LogConfig(

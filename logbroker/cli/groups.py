@@ -21,7 +21,9 @@ def groups() -> None:
 
 
 @groups.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array of {name, members, generation, topics}.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="A JSON array of {name, members, generation, topics, protocol}."
+)
 @bootstrap_option
 def list_(as_json: bool, bootstrap: str) -> None:
     """List consumer groups (also those with no members but committed offsets)."""
@@ -35,14 +37,23 @@ def list_(as_json: bool, bootstrap: str) -> None:
         click.echo(
             json.dumps(
                 [
-                    {"name": g.name, "members": g.members, "generation": g.generation, "topics": g.topics}
+                    {
+                        "name": g.name,
+                        "members": g.members,
+                        "generation": g.generation,
+                        "topics": g.topics,
+                        "protocol": g.protocol,
+                    }
                     for g in found
                 ]
             )
         )
         return
     for g in found:
-        click.echo(f"{g.name}\tmembers={g.members}\tgeneration={g.generation}\ttopics={','.join(g.topics)}")
+        click.echo(
+            f"{g.name}\tmembers={g.members}\tgeneration={g.generation}\ttopics={','.join(g.topics)}"
+            + ("\tprotocol=kafka" if g.protocol == "kafka" else "")
+        )
 
 
 @groups.command("describe")
@@ -64,6 +75,8 @@ def describe(group: str, as_json: bool, bootstrap: str) -> None:
             json_line(
                 {
                     "name": info.name,
+                    "protocol": info.protocol,
+                    "state": info.state,
                     "generation": info.generation,
                     "ack_timeout_ms": info.ack_timeout_ms,
                     "max_deliveries": info.max_deliveries,
@@ -84,11 +97,17 @@ def describe(group: str, as_json: bool, bootstrap: str) -> None:
             )
         )
         return
-    click.echo(
-        f"group {info.name}: generation {info.generation}, {len(info.members)} member(s), "
-        f"ack timeout {info.ack_timeout_ms / 1000:g} s, max deliveries {info.max_deliveries}, "
-        f"session timeout {info.session_timeout_ms / 1000:g} s"
-    )
+    if info.protocol == "kafka":
+        click.echo(
+            f"group {info.name} (Kafka consumers): {info.state}, generation {info.generation}, "
+            f"{len(info.members)} member(s)"
+        )
+    else:
+        click.echo(
+            f"group {info.name}: generation {info.generation}, {len(info.members)} member(s), "
+            f"ack timeout {info.ack_timeout_ms / 1000:g} s, max deliveries {info.max_deliveries}, "
+            f"session timeout {info.session_timeout_ms / 1000:g} s"
+        )
     for m in info.members:
         owned = ", ".join(f"{a.topic}-{a.partition}" for a in m.assignment) or "(nothing yet)"
         click.echo(f"  member {m.member_id} ({m.client_id}): {owned}")

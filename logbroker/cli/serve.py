@@ -51,6 +51,21 @@ _LIMITS = (
         float,
         "Wait after a group's first member joins before assigning (s).  [default: 0.3]",
     ),
+    (
+        "kafka_group_initial_delay",
+        float,
+        "Kafka's group.initial.rebalance.delay.ms, in seconds.  [default: 3]",
+    ),
+    (
+        "kafka_min_session_timeout",
+        float,
+        "Shortest session timeout a Kafka consumer may ask for (s).  [default: 6]",
+    ),
+    (
+        "kafka_max_session_timeout",
+        float,
+        "Longest session timeout a Kafka consumer may ask for (s).  [default: 1800]",
+    ),
 )
 
 
@@ -79,6 +94,17 @@ def _limit_options(fn: Any) -> Any:
     help="When appends are fsynced.  [default: always]",
 )
 @click.option("--auto-create-topics", is_flag=True, default=None, help="Create unknown topics on first use.")
+@click.option(
+    "--kafka-port",
+    type=int,
+    default=None,
+    help="Also speak Kafka's protocol on this port (0: a free one), for Kafka clients.  [default: off]",
+)
+@click.option(
+    "--kafka-advertised-host",
+    default=None,
+    help="The host Kafka clients are told to connect to.  [default: the --host address]",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -165,6 +191,8 @@ async def _serve(config: ServerConfig) -> None:
                 await nursery.start(run_server)
                 logger.info("listening on %s", server.address)
                 print(f"logbroker listening on {server.address}", flush=True)
+                if server.kafka_port >= 0:
+                    print(f"logbroker speaks Kafka on {server.host}:{server.kafka_port}", flush=True)
                 async for signum in signals:
                     name = signal.Signals(signum).name
                     if server.handler.closing:

@@ -157,7 +157,7 @@ class Producer:
         error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._sender)
+            nursery.start_soon(self._sender, nursery)
             try:
                 yield self
                 await self.flush()
@@ -306,8 +306,7 @@ class Producer:
             self._sticky[topic] = (partition + 1) % self._partitions.get(topic, 1)
         self._wakeup.set()
 
-    async def _sender(self) -> None:
-        assert self._nursery is not None
+    async def _sender(self, nursery: trio.Nursery) -> None:
         while True:
             now = trio.current_time()
             for slot, batch in list(self._open.items()):
@@ -326,7 +325,7 @@ class Producer:
                     if not queue:
                         del self._ready[slot]
                     self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
-                    self._nursery.start_soon(self._deliver, batches)
+                    nursery.start_soon(self._deliver, batches)
             deadline = min((b.deadline for b in self._open.values()), default=float("inf"))
             wakeup = self._wakeup
             with trio.move_on_at(deadline):

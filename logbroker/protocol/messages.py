@@ -418,6 +418,8 @@ class GroupSummary:
     members: int
     generation: int
     topics: list[str]
+    #: "native", or "kafka" for a group of Kafka clients (the Kafka listener's classic groups).
+    protocol: str = "native"
 
 
 @attrs.frozen
@@ -469,6 +471,9 @@ class DescribeGroupResponse(Response):
     session_timeout_ms: int = 0
     members: list[GroupMemberInfo] = attrs.Factory(list)
     partitions: list[GroupOffsetInfo] = attrs.Factory(list)
+    #: "native", or "kafka" (then the ack settings do not apply; `state` is Kafka's group state).
+    protocol: str = "native"
+    state: str = ""
 
 
 @attrs.frozen

@@ -47,6 +47,15 @@ class ServerConfig:
     default_session_timeout: float = 30.0
     #: Wait this long after the first member joins an empty group before assigning partitions.
     group_initial_delay: float = 0.3
+    #: The Kafka listener's port: -1 (the default) leaves it off; 0 picks a free port.
+    kafka_port: int = -1
+    #: The host Metadata and FindCoordinator tell Kafka clients to connect to ("": `host`).
+    kafka_advertised_host: str = ""
+    #: Kafka's group.initial.rebalance.delay.ms, in seconds.
+    kafka_group_initial_delay: float = 3.0
+    #: Session timeouts a Kafka consumer may ask for (s): Kafka's group.min/max.session.timeout.ms.
+    kafka_min_session_timeout: float = 6.0
+    kafka_max_session_timeout: float = 1800.0
     #: How long a graceful shutdown waits for in-flight requests (s).
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -62,6 +71,7 @@ class ServerConfig:
                 round(self.default_session_timeout * 1000),
             ),
             group_initial_delay_ms=round(self.group_initial_delay * 1000),
+            classic_initial_delay_ms=round(self.kafka_group_initial_delay * 1000),
         )
 
     def describe(self) -> str:
@@ -75,7 +85,19 @@ class ServerConfig:
             f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
             f"groups: ack_timeout={self.default_ack_timeout}s max_deliveries={self.default_max_deliveries} "
             f"session_timeout={self.default_session_timeout}s initial_delay={self.group_initial_delay}s"
+            + (
+                f" kafka: port={self.kafka_port} advertised_host={self.advertised_kafka_host} "
+                f"group_initial_delay={self.kafka_group_initial_delay}s"
+                if self.kafka_port >= 0
+                else ""
+            )
         )
+
+    @property
+    def advertised_kafka_host(self) -> str:
+        if self.kafka_advertised_host:
+            return self.kafka_advertised_host
+        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: ServerConfig | None = None) -> ServerConfig:
@@ -134,4 +156,12 @@ class ServerConfig:
             raise InvalidConfigError("default_partitions must be at least 1")
         if self.group_initial_delay < 0:
             raise InvalidConfigError("group_initial_delay must not be negative")
+        if not -1 <= self.kafka_port <= 65535:
+            raise InvalidConfigError(f"kafka_port must be -1 (off) or 0 to 65535, not {self.kafka_port}")
+        if self.kafka_group_initial_delay < 0:
+            raise InvalidConfigError("kafka_group_initial_delay must not be negative")
+        if not 0 < self.kafka_min_session_timeout <= self.kafka_max_session_timeout:
+            raise InvalidConfigError(
+                "kafka session timeouts: 0 < kafka_min_session_timeout <= kafka_max_session_timeout"
+            )
         self.broker_options()  # group defaults within their bounds

@@ -1,9 +1,12 @@
 """One client connection: read frames, dispatch requests, write responses, enforce the limits.
 
-The read loop feeds the sans-IO `Connection`; each request is dispatched in order (a produce is
-appended right there, so appends keep the order they arrived in) and answered either at once or
-by a task of the connection's nursery (produce acks, long-poll fetches). Responses go through a
-byte-counted queue to one writer task, which coalesces small ones into one `send_all`.
+`BaseConnection` is what every protocol's connections share: the read loop feeds a sans-IO
+protocol object; each request is dispatched in order (a produce is appended right there, so
+appends keep the order they arrived in) and answered either at once or by a task of the
+connection's nursery (produce acks, long-poll fetches). Responses go through a byte-counted queue
+to one writer task, which coalesces small ones into one `send_all`. `ClientConnection` speaks the
+native protocol (responses in any order, matched by correlation id); the Kafka listener's
+connection (`logbroker.kafka.connection`) answers in request order, as Kafka does.
 
 Limits, each closing the connection with a logged reason:
 
@@ -19,10 +22,11 @@ Limits, each closing the connection with a logged reason:
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -52,7 +56,7 @@ from logbroker.server.handlers import RequestHandler, error_response
 if TYPE_CHECKING:
     from logbroker.server.config import ServerConfig
 
-__all__ = ["ClientConnection"]
+__all__ = ["BaseConnection", "ClientConnection", "SansIOProtocol"]
 
 logger = logging.getLogger("logbroker.connections")
 
@@ -62,12 +66,23 @@ WAITING_GROUP_REQUESTS = (JoinGroup, LeaveGroup, CommitOffset, ResetOffsets, Gro
 _COALESCE_BYTES = 256 * 1024
 
 
-class ClientConnection:
-    def __init__(self, stream: trio.SocketStream, handler: RequestHandler, config: ServerConfig) -> None:
+class SansIOProtocol(Protocol):
+    """What the read loop needs of a protocol: bytes in, events out (h11's shape). Events are
+    requests, or the `NEED_DATA` / `CLOSED` sentinels of `logbroker.protocol.connection`."""
+
+    @property
+    def partial_frame(self) -> bool: ...
+
+    def receive_data(self, data: bytes) -> None: ...
+
+    def next_event(self) -> Any: ...
+
+
+class BaseConnection(abc.ABC):
+    def __init__(self, stream: trio.SocketStream, config: ServerConfig, protocol: SansIOProtocol) -> None:
         self._stream = stream
-        self._handler = handler
         self._config = config
-        self._protocol = Connection(Role.SERVER, config.max_frame_bytes)
+        self._protocol = protocol
         self._in_flight = trio.Semaphore(config.max_in_flight)
         self._out: deque[bytes] = deque()
         self._out_bytes = 0
@@ -171,7 +186,100 @@ class ClientConnection:
                     return
                 frame_started = None  # a frame completed: progress
                 await self._in_flight.acquire()
-                self._dispatch(event, nursery)  # type: ignore[arg-type]
+                self._dispatch(event, nursery)
+
+    @abc.abstractmethod
+    def _dispatch(self, event: Any, nursery: trio.Nursery) -> None:
+        """Handle one request; release `_in_flight` once it is answered (or needs no answer)."""
+
+    def _run_task(self, nursery: trio.Nursery, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` (a request that waits) in the connection's nursery, counted as in flight."""
+        self._tasks += 1
+
+        async def task() -> None:
+            try:
+                await work()
+            finally:
+                self._tasks -= 1
+                self._last_activity = trio.current_time()
+                if self._tasks == 0:
+                    self._tasks_done.set()
+
+        nursery.start_soon(task)
+
+    async def reserve_output(self) -> int:
+        """Output budget for one response being built (a fetch), so a client that reads
+        promptly is never mistaken for a slow reader however many fetches it pipelines. Give it
+        back with `release_output`."""
+        limit = self._config.max_output_bytes
+        while self._out_bytes + self._reserved >= limit:
+            freed = self._budget_freed
+            await freed.wait()
+        budget = limit - self._out_bytes - self._reserved
+        self._reserved += budget
+        return budget
+
+    def release_output(self, budget: int) -> None:
+        self._reserved -= budget
+        self._free_budget()
+
+    def _free_budget(self) -> None:
+        """Wake every fetch waiting for output budget (they check again)."""
+        freed, self._budget_freed = self._budget_freed, trio.Event()
+        freed.set()
+
+    async def _finish_in_flight(self) -> None:
+        while self._tasks:
+            self._tasks_done = trio.Event()
+            await self._tasks_done.wait()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_bytes += len(data)
+        # Fetches are sized to the budget (one batch may overshoot it); past twice the budget the
+        # client is not reading what it asked for.
+        if self._out_bytes > 2 * self._config.max_output_bytes + self._config.max_frame_bytes:
+            self.close(
+                f"slow reader: {self._out_bytes} bytes of responses queued "
+                f"(max_output_bytes is {self._config.max_output_bytes})"
+            )
+        self._out_ready.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._out_ready.wait()
+            self._out_ready = trio.Event()
+            while self._out:
+                parts = [self._out.popleft()]
+                size = len(parts[0])
+                while self._out and size + len(self._out[0]) <= _COALESCE_BYTES:
+                    parts.append(self._out.popleft())
+                    size += len(parts[-1])
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                with trio.move_on_after(self._config.send_timeout) as waited:
+                    await self._stream.send_all(data)
+                if waited.cancelled_caught:
+                    self.close(f"send timeout: the client took no data for {self._config.send_timeout} s")
+                    return
+                self._out_bytes -= size
+                self._free_budget()
+            self._drained.set()
+
+    async def _drain_output(self) -> None:
+        while self._out_bytes:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+
+class ClientConnection(BaseConnection):
+    """A connection of the native protocol."""
+
+    def __init__(self, stream: trio.SocketStream, handler: RequestHandler, config: ServerConfig) -> None:
+        self._native = Connection(Role.SERVER, config.max_frame_bytes)
+        super().__init__(stream, config, self._native)
+        self._handler = handler
 
     def _dispatch(self, event: Request | InvalidRequest, nursery: trio.Nursery) -> None:
         if isinstance(event, InvalidRequest):
@@ -214,9 +322,7 @@ class ClientConnection:
         request: Message,
         work: Callable[[], Awaitable[Message | tuple[Message, bytes]]],
     ) -> None:
-        self._tasks += 1
-
-        async def task() -> None:
+        async def answer() -> None:
             try:
                 result = await work()
             except Exception as exc:
@@ -224,82 +330,20 @@ class ClientConnection:
                 payload = b""
             else:
                 response, payload = result if isinstance(result, tuple) else (result, b"")
-            finally:
-                self._tasks -= 1
-                self._last_activity = trio.current_time()
-                if self._tasks == 0:
-                    self._tasks_done.set()
             self._respond(cid, response, payload)
 
-        nursery.start_soon(task)
+        self._run_task(nursery, answer)
 
     async def _fetch_within_budget(self, request: Fetch) -> tuple[Message, bytes]:
-        """A fetch response sized to what the output queue may still take, so a client that
-        reads promptly is never mistaken for a slow reader however many fetches it pipelines."""
-        limit = self._config.max_output_bytes
-        while self._out_bytes + self._reserved >= limit:
-            freed = self._budget_freed
-            await freed.wait()
-        budget = limit - self._out_bytes - self._reserved
-        self._reserved += budget
+        budget = await self.reserve_output()
         try:
             return await self._handler.fetch(request, max_response_bytes=budget)
         finally:
-            self._reserved -= budget
-            self._free_budget()
-
-    def _free_budget(self) -> None:
-        """Wake every fetch waiting for output budget (they check again)."""
-        freed, self._budget_freed = self._budget_freed, trio.Event()
-        freed.set()
-
-    async def _finish_in_flight(self) -> None:
-        while self._tasks:
-            self._tasks_done = trio.Event()
-            await self._tasks_done.wait()
-
-    # -- writing -------------------------------------------------------------------------------
+            self.release_output(budget)
 
     def _respond(self, cid: int, response: Message, payload: bytes = b"") -> None:
         self._in_flight.release()
-        self.send(self._protocol.send(Response(cid, response, payload)))
-
-    def send(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_bytes += len(data)
-        # Fetches are sized to the budget (one batch may overshoot it); past twice the budget the
-        # client is not reading what it asked for.
-        if self._out_bytes > 2 * self._config.max_output_bytes + self._config.max_frame_bytes:
-            self.close(
-                f"slow reader: {self._out_bytes} bytes of responses queued "
-                f"(max_output_bytes is {self._config.max_output_bytes})"
-            )
-        self._out_ready.set()
-
-    async def _writer(self) -> None:
-        while True:
-            await self._out_ready.wait()
-            self._out_ready = trio.Event()
-            while self._out:
-                parts = [self._out.popleft()]
-                size = len(parts[0])
-                while self._out and size + len(self._out[0]) <= _COALESCE_BYTES:
-                    parts.append(self._out.popleft())
-                    size += len(parts[-1])
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
-                with trio.move_on_after(self._config.send_timeout) as waited:
-                    await self._stream.send_all(data)
-                if waited.cancelled_caught:
-                    self.close(f"send timeout: the client took no data for {self._config.send_timeout} s")
-                    return
-                self._out_bytes -= size
-                self._free_budget()
-            self._drained.set()
-
-    async def _drain_output(self) -> None:
-        while self._out_bytes:
-            self._drained = trio.Event()
-            await self._drained.wait()
+        self.send(self._native.send(Response(cid, response, payload)))
 
 
 def refusal(reason: str) -> bytes:

@@ -15,6 +15,7 @@ import trio
 
 from logbroker import __version__
 from logbroker.broker.broker import Broker, FetchResult, ProduceResult, TopicInfo
+from logbroker.broker.classic_groups import ClassicGroup, assigned_partitions, subscribed_topics
 from logbroker.broker.coordinator import DeadLetter, Durable, OffsetRow, PollResult
 from logbroker.broker.group_state import Group
 from logbroker.errors import (
@@ -112,7 +113,7 @@ class RequestHandler:
         self.wall_ms = wall_ms
         #: Set when the server shuts down: long polls return at once, new requests are refused.
         self.closing = False
-        self._ack_after_fsync = broker.durable and config.fsync.mode == "always"
+        self.ack_after_fsync = broker.durable and config.fsync.mode == "always"
         #: Set after a change to group state that may move the next group deadline.
         self.group_timer_wakeup = trio.Event()
 
@@ -122,7 +123,7 @@ class RequestHandler:
 
     async def durable(self, pending: Durable | None) -> None:
         """Return once an append of the coordinator is as durable as the fsync policy says."""
-        if pending is not None and self._ack_after_fsync:
+        if pending is not None and self.ack_after_fsync:
             self.flusher.poke()
             await self.flusher.wait_flushed(pending.log, pending.next_offset)
 
@@ -135,7 +136,7 @@ class RequestHandler:
         if request.acks not in (-1, 0, 1):
             raise InvalidRequestError(f"acks must be 0, 1 or -1, not {request.acks}")
         result = self.broker.produce(request.topic, request.partition, payload, now_ms=self.wall_ms())
-        if self._ack_after_fsync:
+        if self.ack_after_fsync:
             self.flusher.poke()
         else:
             self.signals.notify(result.log)
@@ -143,7 +144,7 @@ class RequestHandler:
 
     async def produce_response(self, request: Produce, result: ProduceResult) -> ProduceResponse:
         """Wait until the appended records are as durable as the policy says, then answer."""
-        if self._ack_after_fsync:
+        if self.ack_after_fsync:
             with trio.move_on_after(max(request.timeout_ms, 0) / 1000) as waited:
                 await self.flusher.wait_flushed(result.log, result.next_offset)
             if waited.cancelled_caught:
@@ -271,18 +272,24 @@ class RequestHandler:
             self.poke_group_timer()
             return NackResponse()
         if isinstance(request, ListGroups):
-            return ListGroupsResponse(
-                groups=[
-                    GroupSummary(
-                        g.name,
-                        len(g.members),
-                        g.generation,
-                        sorted({t for t, _ in g.partitions} | g.subscribed_topics()),
-                    )
-                    for _, g in sorted(groups.groups.items())
-                ]
-            )
+            summaries = [
+                GroupSummary(
+                    g.name,
+                    len(g.members),
+                    g.generation,
+                    sorted({t for t, _ in g.partitions} | g.subscribed_topics()),
+                )
+                for g in groups.groups.values()
+            ]
+            summaries += [
+                GroupSummary(g.name, len(g.members), g.generation, sorted(_classic_topics(g)), "kafka")
+                for g in groups.classic.groups.values()
+            ]
+            return ListGroupsResponse(groups=sorted(summaries, key=lambda s: s.name))
         if isinstance(request, DescribeGroup):
+            classic = groups.classic.groups.get(request.group)
+            if classic is not None:
+                return _classic_description(classic, groups.offset_rows(request.group))
             return _group_description(groups.describe(request.group), groups.offset_rows(request.group))
         if isinstance(request, ListGroupOffsets):
             return ListGroupOffsetsResponse(
@@ -497,6 +504,34 @@ def _offset_info(row: OffsetRow) -> GroupOffsetInfo:
         row.log_end,
         row.lag,
         row.owner,
+    )
+
+
+def _classic_topics(group: ClassicGroup) -> set[str]:
+    topics = {t for t, _ in group.offsets}
+    for member in group.members.values():
+        topics.update(subscribed_topics(member.metadata(group.protocol_name or "")))
+    return topics
+
+
+def _classic_description(group: ClassicGroup, rows: Iterable[OffsetRow]) -> DescribeGroupResponse:
+    protocol = group.protocol_name or ""
+    return DescribeGroupResponse(
+        name=group.name,
+        generation=group.generation,
+        session_timeout_ms=max((m.session_timeout_ms for m in group.members.values()), default=0),
+        members=[
+            GroupMemberInfo(
+                m.member_id,
+                m.client_id,
+                subscribed_topics(m.metadata(protocol)),
+                _refs(assigned_partitions(m.assignment)),
+            )
+            for m in group.members.values()
+        ],
+        partitions=[_offset_info(r) for r in rows],
+        protocol="kafka",
+        state=group.state,
     )
 
 

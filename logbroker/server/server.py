@@ -5,6 +5,9 @@
         ...                          # server.port is the bound port
         server.request_shutdown()    # or SIGINT/SIGTERM in `logbroker serve`
 
+With `kafka_port` set, a second listener speaks Kafka's protocol (`logbroker.kafka`) over the
+same broker, flusher and groups.
+
 Every task belongs to a nursery of `run`: the connections to one, the flusher and the retention
 loop to another around it. A shutdown stops accepting, stops reading requests, answers what is in
 flight (long polls return at once, produce acks wait for their fsync), waits up to
@@ -14,6 +17,7 @@ left to whoever opened it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -21,8 +25,10 @@ import trio
 
 from logbroker.broker.broker import Broker
 from logbroker.errors import LogbrokerError
+from logbroker.kafka.connection import KafkaConnection
+from logbroker.kafka.handlers import KafkaHandler
 from logbroker.server.config import ServerConfig
-from logbroker.server.connection import ClientConnection, refusal
+from logbroker.server.connection import BaseConnection, ClientConnection, refusal
 from logbroker.server.flusher import Flusher
 from logbroker.server.handlers import RequestHandler, monotonic_ms
 from logbroker.server.signals import DataSignals
@@ -43,9 +49,12 @@ class Server:
         self.signals = DataSignals()
         self.flusher = Flusher(broker, self.config.fsync, on_flushed=self.signals.notify)
         self.handler = RequestHandler(broker, self.config, self.flusher, self.signals, wall_clock_ms)
-        self.connections: set[ClientConnection] = set()
+        self.kafka = KafkaHandler(self.handler, self.config.advertised_kafka_host, lambda: self.kafka_port)
+        self.connections: set[BaseConnection] = set()
         self.host = self.config.host
         self.port = self.config.port
+        #: The Kafka listener's bound port (-1: off).
+        self.kafka_port = -1
         self._shutdown = trio.Event()
         self._connections_changed = trio.Event()
 
@@ -66,16 +75,30 @@ class Server:
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.host, self.port = listeners[0].socket.getsockname()[:2]
+        kafka_listeners: list[trio.SocketListener] = []
+        if self.config.kafka_port >= 0:
+            kafka_listeners = await trio.open_tcp_listeners(self.config.kafka_port, host=self.config.host)
+            self.kafka_port = kafka_listeners[0].socket.getsockname()[1]
+            logger.info(
+                "Kafka listener on %s:%d (advertised as %s:%d)",
+                self.config.host,
+                self.kafka_port,
+                self.kafka.host,
+                self.kafka_port,
+            )
         # A topic created or deleted may change what groups subscribe to: the timer reassigns.
         self.broker.topic_listeners.append(self.handler.poke_group_timer)
         try:
-            await self._serve(listeners, task_status)
+            await self._serve(listeners, kafka_listeners, task_status)
         finally:
             self.broker.topic_listeners.remove(self.handler.poke_group_timer)
         logger.info("stopped")
 
     async def _serve(
-        self, listeners: list[trio.SocketListener], task_status: trio.TaskStatus[Server]
+        self,
+        listeners: list[trio.SocketListener],
+        kafka_listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[Server],
     ) -> None:
         async with trio.open_nursery() as background:
             background.start_soon(self.flusher.run)
@@ -86,14 +109,24 @@ class Server:
 
                 async def accept() -> None:
                     with accepting:
-                        await trio.serve_listeners(self._handle, listeners, handler_nursery=connections)
+                        async with trio.open_nursery() as acceptors:
+                            for handle, on in (
+                                (self._handle, listeners),
+                                (self._handle_kafka, kafka_listeners),
+                            ):
+                                if on:
+                                    acceptors.start_soon(
+                                        functools.partial(
+                                            trio.serve_listeners, handle, on, handler_nursery=connections
+                                        )
+                                    )
 
                 connections.start_soon(accept)
                 task_status.started(self)
                 await self._shutdown.wait()
                 logger.info("shutting down: answering %d connection(s) in flight", len(self.connections))
                 accepting.cancel()
-                for listener in listeners:
+                for listener in listeners + kafka_listeners:
                     await listener.aclose()
                 self.handler.closing = True
                 self.signals.notify_all()
@@ -117,7 +150,19 @@ class Server:
                     pass
             await stream.aclose()
             return
-        connection = ClientConnection(stream, self.handler, self.config)
+        await self._run_connection(ClientConnection(stream, self.handler, self.config))
+
+    async def _handle_kafka(self, stream: trio.SocketStream) -> None:
+        if len(self.connections) >= self.config.max_connections:
+            logger.warning(
+                "refused a Kafka connection: too many connections (max_connections is %d)",
+                self.config.max_connections,
+            )
+            await stream.aclose()
+            return
+        await self._run_connection(KafkaConnection(stream, self.kafka, self.config))
+
+    async def _run_connection(self, connection: BaseConnection) -> None:
         self.connections.add(connection)
         try:
             await connection.run()

@@ -205,3 +205,13 @@ async def test_send_nowait_queues_without_waiting_or_says_it_would_block() -> No
                     producer.send_nowait("t", b"z" * 100)  # over max_buffered_bytes
         assert first.result().offset == 0
         assert [d.result().offset for d in queued] == list(range(1, 9))
+
+
+async def test_an_error_leaving_a_producer_block_at_once_comes_out_as_itself() -> None:
+    # Regression: the sender task, started but not yet run, used to fail an assertion when the
+    # block ended before it ran, hiding the caller's own exception.
+    async with run_broker() as broker, await logbroker.connect(broker.address) as client:
+        await client.create_topic("t")
+        with pytest.raises(trio.WouldBlock):
+            async with client.producer() as producer:
+                producer.send_nowait("t", b"x", key=b"k")  # partitions not known yet

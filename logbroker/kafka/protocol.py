@@ -1,0 +1,178 @@
+"""`KafkaProtocol`: the Kafka wire protocol, server side, as a state machine over bytes (no I/O).
+
+    protocol = KafkaProtocol(max_frame_bytes=100 << 20)
+    protocol.receive_data(data)          # bytes from the socket; b"" at end of stream
+    event = protocol.next_event()        # KafkaRequest / UnsupportedRequest / NEED_DATA / CLOSED
+    data = protocol.respond(event, body) # bytes to write to the socket
+
+Frames and headers:
+
+    offset  width  field
+    ------  -----  -----------------------------------------------------------------------------
+       0      4    size            int32   bytes after this field
+       4      2    api key         int16   } request header v1 (v2 in flexible versions adds a
+       6      2    api version     int16   } tagged-field section after the client id)
+       8      4    correlation id  int32   }
+      12      2+n  client id       int16 length + UTF-8, -1 = null (never compact, even in v2)
+       ...         body            the API's request schema at that version
+
+    response: int32 size, int32 correlation id, [tagged fields if flexible], body. ApiVersions
+    answers always use the v0 response header (no tagged fields), whatever their version.
+
+A request for an API or version not served becomes `UnsupportedRequest`: for ApiVersions the
+server answers with `api_versions_fallback` (KIP-511: a version-0 body with UNSUPPORTED_VERSION
+and the versions served, so the client can retry at one it knows); for anything else Kafka closes
+the connection, and so does logbroker, after logging why. A frame whose size is negative or over
+the cap raises `ProtocolError` before it is buffered.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import attrs
+
+from logbroker.errors import FrameTooLargeError, ProtocolError
+from logbroker.kafka.apis import API_VERSIONS, APIS, Api
+from logbroker.kafka.schema import read_tags
+from logbroker.kafka.types import KafkaDecodeError, Reader, Writer
+from logbroker.protocol.connection import CLOSED, NEED_DATA, _Sentinel
+
+__all__ = ["CLOSED", "NEED_DATA", "KafkaProtocol", "KafkaRequest", "UnsupportedRequest", "served_versions"]
+
+_SIZE = struct.Struct(">i")
+_HEADER = struct.Struct(">hhi")  # api key, api version, correlation id
+_MIN_FRAME = _HEADER.size + 2  # and a client id length
+UNSUPPORTED_VERSION = 35
+
+
+@attrs.frozen
+class KafkaRequest:
+    api: Api
+    version: int
+    correlation_id: int
+    client_id: str | None
+    body: dict[str, Any]
+
+
+@attrs.frozen
+class UnsupportedRequest:
+    """A request for an API or a version that is not served, or whose body does not decode."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    reason: str
+
+
+# The sentinels are the native protocol's, so one read loop serves both protocols.
+Event = KafkaRequest | UnsupportedRequest | _Sentinel
+
+
+class KafkaProtocol:
+    def __init__(self, max_frame_bytes: int) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buffer = bytearray()
+        self._eof = False
+
+    @property
+    def partial_frame(self) -> bool:
+        """Bytes of an unfinished frame are buffered."""
+        return bool(self._buffer)
+
+    def receive_data(self, data: bytes) -> None:
+        if self._eof and data:
+            raise ProtocolError("data received after the end of the stream")
+        if not data:
+            self._eof = True
+        self._buffer += data
+
+    def next_event(self) -> Event:
+        buffer = self._buffer
+        if len(buffer) < 4:
+            if self._eof:
+                if buffer:
+                    raise ProtocolError(f"the stream ended inside a frame ({len(buffer)} bytes of it)")
+                return CLOSED
+            return NEED_DATA
+        (size,) = _SIZE.unpack_from(buffer)
+        if size > self.max_frame_bytes:
+            raise FrameTooLargeError(
+                f"a request of {size} bytes announced; the limit is {self.max_frame_bytes} (max_frame_bytes)"
+            )
+        if size < _MIN_FRAME:
+            raise ProtocolError(f"a request frame of {size} bytes is too short to hold a request header")
+        if len(buffer) < 4 + size:
+            if self._eof:
+                raise ProtocolError(f"the stream ended inside a frame of {size} bytes")
+            return NEED_DATA
+        frame = bytes(buffer[4 : 4 + size])
+        del buffer[: 4 + size]
+        return self._parse(frame)
+
+    def _parse(self, frame: bytes) -> KafkaRequest | UnsupportedRequest:
+        api_key, version, correlation_id = _HEADER.unpack_from(frame)
+        reader = Reader(frame, _HEADER.size)
+        try:
+            client_id = reader.string(compact=False)
+        except KafkaDecodeError as exc:
+            raise ProtocolError(f"a request header that does not decode: {exc.message}") from None
+        api = APIS.get(api_key)
+        if api is None:
+            return UnsupportedRequest(
+                api_key, version, correlation_id, client_id, f"API key {api_key} is not served"
+            )
+        if not api.supports(version):
+            return UnsupportedRequest(
+                api_key,
+                version,
+                correlation_id,
+                client_id,
+                f"{api.name} v{version} is not served (versions {api.min_version} to {api.max_version})",
+            )
+        flexible = api.flexible(version)
+        try:
+            if flexible:
+                read_tags(reader, {}, {})  # the header's tagged fields: none is defined for requests
+            body = api.request.decode(reader, version, flexible)
+        except KafkaDecodeError as exc:
+            return UnsupportedRequest(
+                api_key, version, correlation_id, client_id, f"{api.name} v{version}: {exc.message}"
+            )
+        return KafkaRequest(api, version, correlation_id, client_id, body)
+
+    def respond(self, request: KafkaRequest, body: dict[str, Any]) -> bytes:
+        """The response frame for `request`."""
+        api = request.api
+        flexible = api.flexible(request.version)
+        writer = Writer()
+        writer.int32(0)  # the size, filled in below
+        writer.int32(request.correlation_id)
+        if flexible and api.key != API_VERSIONS.key:
+            writer.uvarint(0)  # response header v1: no tagged fields
+        api.response.encode(writer, body, request.version, flexible)
+        data = bytearray(writer.getvalue())
+        _SIZE.pack_into(data, 0, len(data) - 4)
+        return bytes(data)
+
+    def api_versions_fallback(self, event: UnsupportedRequest, served: list[dict[str, int]]) -> bytes:
+        """KIP-511: answer an ApiVersions request of a version not served with a v0 body."""
+        writer = Writer()
+        writer.int32(0)
+        writer.int32(event.correlation_id)
+        API_VERSIONS.response.encode(
+            writer, {"error_code": UNSUPPORTED_VERSION, "api_keys": served}, 0, False
+        )
+        data = bytearray(writer.getvalue())
+        _SIZE.pack_into(data, 0, len(data) - 4)
+        return bytes(data)
+
+
+def served_versions() -> list[dict[str, int]]:
+    """The ApiVersions entries for every API served."""
+    return [
+        {"api_key": api.key, "min_version": api.min_version, "max_version": api.max_version}
+        for api in sorted(APIS.values(), key=lambda a: a.key)
+    ]

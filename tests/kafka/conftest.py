@@ -1,0 +1,34 @@
+"""A broker with its Kafka listener on a free port, in a background thread (Kafka clients block)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from logbroker.testing import BrokerThread, RunningBroker
+
+# Short timeouts, so group tests take seconds: no initial rebalance delay, sessions as short as
+# the clients allow.
+KAFKA_SETTINGS = {
+    "kafka_port": 0,
+    "kafka_group_initial_delay": 0.0,
+    "kafka_min_session_timeout": 0.5,
+    "auto_create_topics": True,
+}
+
+
+@pytest.fixture
+def kafka_broker() -> Iterator[RunningBroker]:
+    with BrokerThread(**KAFKA_SETTINGS) as running:
+        yield running
+
+
+@pytest.fixture
+def kafka_file_broker(tmp_path: Path) -> Iterator[RunningBroker]:
+    with BrokerThread(data_dir=str(tmp_path / "data"), **KAFKA_SETTINGS) as running:
+        yield running
+
+
+from tests.kafka import _stub  # noqa
