@@ -29,6 +29,3 @@ def kafka_broker() -> Iterator[RunningBroker]:
 def kafka_file_broker(tmp_path: Path) -> Iterator[RunningBroker]:
     with BrokerThread(data_dir=str(tmp_path / "data"), **KAFKA_SETTINGS) as running:
         yield running
-
-
-from tests.kafka import _stub  # noqa
