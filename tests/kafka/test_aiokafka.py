@@ -118,3 +118,69 @@ def test_two_members_split_the_partitions(kafka_broker: RunningBroker) -> None:
                 await member.stop()
 
     asyncio.run(main())
+
+
+def test_rebalance_on_leave_fan_out_admin_and_codecs(kafka_broker: RunningBroker) -> None:
+    address = kafka_broker.kafka_address
+
+    async def main() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=address)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic("codecs", 2, 1, topic_configs={"retention.ms": "60000"})])
+            assert "codecs" in await admin.list_topics()
+            [described] = await admin.describe_topics(["codecs"])
+            assert len(described["partitions"]) == 2
+        finally:
+            await admin.close()
+
+        sent = []
+        for codec in (None, "gzip", "snappy", "lz4", "zstd"):
+            producer = AIOKafkaProducer(bootstrap_servers=address, compression_type=codec)
+            await producer.start()
+            try:
+                for i in range(10):
+                    value = b"%s-%d " % (str(codec).encode(), i) * 10
+                    await producer.send_and_wait("codecs", value, key=b"%d" % i)
+                    sent.append(value)
+            finally:
+                await producer.stop()
+
+        members = [
+            AIOKafkaConsumer("codecs", bootstrap_servers=address, group_id="leave", **GROUP_SETTINGS)
+            for _ in range(2)
+        ]
+        for member in members:
+            await member.start()
+        try:
+            for _ in range(100):
+                await asyncio.gather(*(m.getmany(timeout_ms=100) for m in members))
+                if all(len(m.assignment()) == 1 for m in members):
+                    break
+            assert all(len(m.assignment()) == 1 for m in members)
+            await members[1].stop()  # leaves: the other member takes both partitions
+            for _ in range(100):
+                await members[0].getmany(timeout_ms=100)
+                if len(members[0].assignment()) == 2:
+                    break
+            assert len(members[0].assignment()) == 2
+        finally:
+            await members[0].stop()
+
+        audit = AIOKafkaConsumer("codecs", bootstrap_servers=address, group_id="audit", **GROUP_SETTINGS)
+        await audit.start()
+        try:
+            got = await _drain(audit, len(sent))  # another group: every record, decompressed
+        finally:
+            await audit.stop()
+        assert sorted(value for *_, value in got) == sorted(sent)
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=address)
+        await admin.start()
+        try:
+            await admin.delete_topics(["codecs"])
+            assert "codecs" not in await admin.list_topics()
+        finally:
+            await admin.close()
+
+    asyncio.run(main())

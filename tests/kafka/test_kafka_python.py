@@ -166,3 +166,19 @@ def test_admin_create_describe_delete(kafka_broker: RunningBroker) -> None:
     client.delete_topics(["configured"])
     assert "configured" not in client.list_topics()
     client.close()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_round_trip(kafka_broker: RunningBroker, codec: str) -> None:
+    create_topic(kafka_broker, codec, 1)
+    sender = producer(kafka_broker, compression_type=codec)
+    records = [(b"k%d" % i, b"compressible value %d " % i * 20) for i in range(300)]
+    for key, value in records:
+        sender.send(codec, value, key=key)
+    sender.flush()
+    sender.close()
+    reader = KafkaConsumer(bootstrap_servers=kafka_broker.kafka_address, auto_offset_reset="earliest")
+    reader.assign([TopicPartition(codec, 0)])
+    got = drain(reader, 300)
+    reader.close()
+    assert [(key, value) for *_, key, value in got] == records
