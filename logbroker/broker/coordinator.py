@@ -42,7 +42,6 @@ from logbroker.errors import (
     OffsetMetadataTooLargeError,
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
-    UnsupportedCompressionError,
 )
 from logbroker.records import iter_records
 from logbroker.records.codec import decode_batch, encode_batch
@@ -747,7 +746,7 @@ class GroupCoordinator:
             record = next(r for r in records if r.offset == offset)
             key, value, timestamp = record.key, record.value, record.timestamp
             headers = list(record.headers)
-        except (CorruptRecordError, UnsupportedCompressionError, StopIteration) as exc:
+        except (CorruptRecordError, StopIteration) as exc:
             reason += f"; the record could not be decoded ({exc}), so only its origin is kept"
         headers += [
             ("dlq.topic", state.topic.encode()),

@@ -20,7 +20,6 @@ from logbroker.errors import (
     CorruptRecordError,
     LogbrokerError,
     OffsetOutOfRangeError,
-    UnsupportedCompressionError,
 )
 from logbroker.protocol.messages import FetchPartition
 from logbroker.records.codec import Header, decode_batch_as, iter_batches
@@ -177,7 +176,7 @@ class Consumer:
             if header.next_offset > position and not header.is_control:
                 try:
                     _, messages = decode_batch_as(chunk, pos, make)
-                except (CorruptRecordError, UnsupportedCompressionError) as exc:
+                except CorruptRecordError as exc:
                     # Hand out what came before it first; the error comes with the next call.
                     self._error = type(exc)(
                         f"{topic}-{partition}: the batch of offsets {header.base_offset}..{header.last_offset} "

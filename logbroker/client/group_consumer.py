@@ -32,7 +32,6 @@ from logbroker.errors import (
     IllegalGenerationError,
     LogbrokerError,
     UnknownMemberIdError,
-    UnsupportedCompressionError,
 )
 from logbroker.protocol.messages import (
     CommitOffset,
@@ -306,7 +305,7 @@ class GroupConsumer:
             if header.next_offset > first and header.base_offset < end and not header.is_control:
                 try:
                     _, messages = decode_batch_as(chunk, pos, make)
-                except (CorruptRecordError, UnsupportedCompressionError) as exc:
+                except CorruptRecordError as exc:
                     self._error = type(exc)(
                         f"{topic}-{partition}: the batch of offsets {header.base_offset}..{header.last_offset} "
                         f"cannot be decoded ({exc.message})"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import attrs
 from crc32c import crc32c
 
-from logbroker.errors import CorruptRecordError, UnsupportedCompressionError
+from logbroker.errors import CorruptRecordError
 from logbroker.records.batch import CRC_START, MAGIC, BatchHeader
 from logbroker.records.codec import Record, decode_batch
 from logbroker.records.compression import DEFAULT_MAX_DECOMPRESSED
@@ -79,7 +79,7 @@ def dump_segment(
                 continue
             try:
                 _, decoded = decode_batch(data, check_crc=False, max_decompressed=max_decompressed)
-            except (CorruptRecordError, UnsupportedCompressionError) as exc:
+            except CorruptRecordError as exc:
                 yield RecordsUnavailable(position, exc.message)
                 continue
             for record in decoded:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import attrs
 
-from logbroker.errors import CorruptLogError, CorruptRecordError, UnsupportedCompressionError
+from logbroker.errors import CorruptLogError, CorruptRecordError
 from logbroker.records.batch import BatchHeader
 from logbroker.records.codec import decode_batch
 from logbroker.storage.fs import Buffer
@@ -362,8 +362,6 @@ class Segment(abc.ABC):
             return header.base_offset  # every record carries the batch's append time
         try:
             _, records = decode_batch(self._read_at(position, header.size))
-        except UnsupportedCompressionError:
-            return header.base_offset
         except CorruptRecordError as exc:
             self._note_damage(Damage(position, header.base_offset, str(exc)))
             return None
