@@ -1,0 +1,121 @@
+"""The Kafka listener as a server: framing limits, unserved APIs, and one bad client never
+disturbing the others."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from kafka import KafkaAdminClient
+
+from logbroker.kafka.apis import API_VERSIONS, METADATA
+from logbroker.kafka.types import Reader, Writer
+from logbroker.testing import BrokerThread, RunningBroker
+
+
+def connect(broker: RunningBroker) -> socket.socket:
+    host, port = broker.kafka_address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def frame(
+    api_key: int, version: int, correlation_id: int, body: bytes = b"", client_id: bytes = b"t"
+) -> bytes:
+    data = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id + body
+    return struct.pack(">i", len(data)) + data
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    return exactly(struct.unpack(">i", exactly(4))[0])
+
+
+def closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def metadata_body() -> bytes:
+    writer = Writer()
+    METADATA.request.encode(writer, {"topics": None, "allow_auto_topic_creation": False}, 4, False)
+    return writer.getvalue()
+
+
+def test_an_api_versions_request_of_a_future_version_gets_the_fallback(kafka_broker: RunningBroker) -> None:
+    with connect(kafka_broker) as sock:
+        sock.sendall(frame(API_VERSIONS.key, 9, 5))
+        answer = read_frame(sock)
+        reader = Reader(answer)
+        assert reader.int32() == 5
+        body = API_VERSIONS.response.decode(reader, 0, False)
+        assert body["error_code"] == 35
+        assert {"api_key": 18, "min_version": 0, "max_version": 4} in body["api_keys"]
+        # The connection stays usable: the client retries at a version served.
+        sock.sendall(frame(API_VERSIONS.key, 3, 6, b"\x00\x01\x01\x00"))  # header tags; two empty strings
+        assert struct.unpack_from(">ih", read_frame(sock)) == (6, 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        frame(57, 0, 1),  # an API not served
+        frame(METADATA.key, 12, 1, metadata_body()),  # a version not served
+        frame(METADATA.key, 4, 1, b"\xff\xff"),  # a body that does not decode
+        struct.pack(">i", 1 << 30),  # a frame over the limit (refused from its size)
+        struct.pack(">i", -1),
+        struct.pack(">i", 3) + b"abc",  # too short for a header
+    ],
+    ids=["unknown-api", "unknown-version", "bad-body", "oversized", "negative", "short"],
+)
+def test_a_bad_request_closes_that_connection_only(kafka_broker: RunningBroker, bad: bytes) -> None:
+    with connect(kafka_broker) as good, connect(kafka_broker) as evil:
+        evil.sendall(bad)
+        assert closed(evil)
+        good.sendall(frame(METADATA.key, 4, 7, metadata_body()))
+        reader = Reader(read_frame(good))
+        assert reader.int32() == 7
+        assert METADATA.response.decode(reader, 4, False)["brokers"][0]["node_id"] == 0
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.kafka_address)  # a real client still works
+    assert "__offsets" in admin.list_topics()
+    admin.close()
+
+
+def test_answers_come_in_request_order_across_a_long_poll() -> None:
+    # A fetch that waits 1 s, then a metadata request: the metadata answer may not overtake it.
+    with BrokerThread(kafka_port=0, auto_create_topics=True) as broker, connect(broker) as sock:
+        fetch = Writer()
+        from logbroker.kafka.apis import FETCH
+
+        sock.sendall(frame(METADATA.key, 4, 1, metadata_body()))
+        read_frame(sock)
+        FETCH.request.encode(
+            fetch,
+            {
+                "max_wait_ms": 1000,
+                "min_bytes": 1,
+                "max_bytes": 1 << 20,
+                "isolation_level": 0,
+                "topics": [
+                    {
+                        "topic": "__offsets",
+                        "partitions": [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}],
+                    }
+                ],
+            },
+            11,
+            False,
+        )
+        sock.sendall(frame(FETCH.key, 11, 2, fetch.getvalue()) + frame(METADATA.key, 4, 3, metadata_body()))
+        first, second = read_frame(sock), read_frame(sock)
+        assert struct.unpack_from(">i", first)[0] == 2 and struct.unpack_from(">i", second)[0] == 3
