@@ -52,12 +52,13 @@ from logbroker.kafka.apis import (
     LIST_GROUPS,
     LIST_OFFSETS,
     METADATA,
+    OFFSET_COMMIT,
     OFFSET_FETCH,
     PRODUCE,
 )
 from logbroker.kafka.protocol import KafkaRequest, served_versions
 from logbroker.records.batch import BATCH_OVERHEAD, parse_header
-from logbroker.records.codec import decode_batch
+from logbroker.records.codec import decode_batch, iter_batches
 from logbroker.records.compression import Compression
 from logbroker.server.handlers import monotonic_ms
 
@@ -78,6 +79,20 @@ _MAX_WAIT_MS = 60_000
 _UNSUPPORTED_VERSION = 35
 _INVALID_REQUIRED_ACKS = 21
 _UNKNOWN_SERVER_ERROR = -1
+
+# The broker-level names of the topic settings (Kafka's broker defaults of topic configs).
+_BROKER_NAMES = {
+    "retention.ms": "log.retention.ms",
+    "retention.bytes": "log.retention.bytes",
+    "segment.bytes": "log.segment.bytes",
+    "segment.ms": "log.roll.ms",
+    "max.message.bytes": "message.max.bytes",
+    "message.timestamp.after.max.ms": "log.message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms": "log.message.timestamp.before.max.ms",
+    "index.interval.bytes": "log.index.interval.bytes",
+    "cleanup.policy": "log.cleanup.policy",
+    "message.timestamp.type": "log.message.timestamp.type",
+}
 
 # DescribeConfigs config sources.
 _DYNAMIC_TOPIC_CONFIG = 1
@@ -509,15 +524,12 @@ class KafkaHandler:
         values = {
             "num.partitions": str(options.default_partitions),
             "auto.create.topics.enable": str(options.auto_create_topics).lower(),
+            "default.replication.factor": "1",
             "logbroker.fsync": str(options.fsync),
             "logbroker.version": __version__,
         }
-        values.update(
-            {
-                f"log.{k}" if not k.startswith("log.") else k: v
-                for k, v in options.topic_defaults.to_kafka().items()
-            }
-        )
+        topic_defaults = options.topic_defaults.to_kafka()
+        values.update({name: topic_defaults[key] for key, name in _BROKER_NAMES.items()})
         return [(key, value, _STATIC_BROKER_CONFIG) for key, value in sorted(values.items())]
 
     def _init_producer_id(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -776,14 +788,7 @@ def _one_batch(records: memoryview | None, version: int) -> memoryview:
 
 
 def _has_zstd(data: bytes) -> bool:
-    pos = 0
-    end = len(data)
-    while end - pos >= BATCH_OVERHEAD:
-        header = parse_header(data, pos)
-        if header.compression == Compression.ZSTD:
-            return True
-        pos += header.size
-    return False
+    return any(header.compression == Compression.ZSTD for header in iter_batches(data))
 
 
 def error_body(request: KafkaRequest, code: int) -> dict[str, Any]:
@@ -820,4 +825,37 @@ def error_body(request: KafkaRequest, code: int) -> dict[str, Any]:
             }
             for t in body["topics"]
         ]
+    elif api in (LIST_OFFSETS, OFFSET_COMMIT):
+        key = "partitions"
+        out["topics"] = [
+            {
+                "name": t["name"],
+                key: [{"partition_index": p["partition_index"], "error_code": code} for p in t[key]],
+            }
+            for t in body["topics"]
+        ]
+    elif api is OFFSET_FETCH and body["topics"] is not None:
+        out["topics"] = [
+            {
+                "name": t["name"],
+                "partitions": [
+                    {"partition_index": p, "committed_offset": -1, "metadata": None, "error_code": code}
+                    for p in t["partition_indexes"]
+                ],
+            }
+            for t in body["topics"]
+        ]
+    elif api is METADATA and body["topics"]:
+        out["topics"] = [{"error_code": code, "name": t["name"], "partitions": []} for t in body["topics"]]
+    elif api is CREATE_TOPICS:
+        out["topics"] = [{"name": t["name"], "error_code": code} for t in body["topics"]]
+    elif api is DELETE_TOPICS:
+        out["responses"] = [{"name": name, "error_code": code} for name in body["topic_names"]]
+    elif api is DESCRIBE_CONFIGS:
+        out["results"] = [
+            {"error_code": code, "resource_type": r["resource_type"], "resource_name": r["resource_name"]}
+            for r in body["resources"]
+        ]
+    elif api is DESCRIBE_GROUPS:
+        out["groups"] = [{"error_code": code, "group_id": name} for name in body["groups"]]
     return out

@@ -134,6 +134,17 @@ def test_admin_create_describe_delete(kafka_broker: RunningBroker) -> None:
     assert "configured" not in admin.list_topics(timeout=10).topics
 
 
+def test_admin_describes_the_broker_with_kafka_names(kafka_broker: RunningBroker) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_broker.kafka_address})
+    [described] = admin.describe_configs([ConfigResource("broker", "0")]).values()
+    configs = {name: entry.value for name, entry in described.result(10).items()}
+    assert configs["log.retention.ms"] == "604800000"  # Kafka's broker names of the topic defaults
+    assert configs["log.roll.ms"] == "604800000"
+    assert configs["message.max.bytes"] == "1048588"
+    assert configs["default.replication.factor"] == "1"
+    assert not any(name.startswith("log.log.") for name in configs)
+
+
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compressed_batches_round_trip(kafka_broker: RunningBroker, codec: str) -> None:
     create_topic(kafka_broker, codec, 1)
