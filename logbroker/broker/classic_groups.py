@@ -153,6 +153,11 @@ class ClassicGroups:
         """Add or refresh a member. Returns the member and its answer if there is one now; None
         means the answer comes when the rebalance completes (`member.join_response`). Errors are
         answered as responses with their code (the caller checks the group name and timeouts)."""
+        if not protocol_type or not protocols:
+            raise InconsistentGroupProtocolError(
+                f"a member of group {group.name!r} must name a protocol type and offer at least one "
+                f"protocol (assignor); this one offers {protocol_type!r} with {len(protocols)}"
+            )
         if group.members and (
             protocol_type != group.protocol_type or not self._common_protocols(group, protocols, member_id)
         ):

@@ -183,6 +183,10 @@ class Server:
                 logger.error("consumer groups: %s; trying again in 1 s", exc.message)
                 changed = set(groups.groups)
                 deadline: int | None = monotonic_ms() + 1000
+            except Exception:  # a defect in one group must not stop the timer of all the others
+                logger.exception("consumer groups: unexpected error in the group timer; trying again in 1 s")
+                changed = set(groups.groups)
+                deadline = monotonic_ms() + 1000
             else:
                 deadline = groups.next_deadline()
             for name in changed:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
 
-from logbroker.kafka.apis import API_VERSIONS, METADATA
+from logbroker.kafka.apis import API_VERSIONS, JOIN_GROUP, METADATA
 from logbroker.kafka.types import Reader, Writer
 from logbroker.testing import BrokerThread, RunningBroker
 
@@ -119,3 +120,47 @@ def test_answers_come_in_request_order_across_a_long_poll() -> None:
         sock.sendall(frame(FETCH.key, 11, 2, fetch.getvalue()) + frame(METADATA.key, 4, 3, metadata_body()))
         first, second = read_frame(sock), read_frame(sock)
         assert struct.unpack_from(">i", first)[0] == 2 and struct.unpack_from(">i", second)[0] == 3
+
+
+def join_group(
+    sock: socket.socket, correlation_id: int, protocols: list[dict[str, object]]
+) -> dict[str, Any]:
+    body = Writer()
+    request = {
+        "group_id": "g",
+        "session_timeout_ms": 10_000,
+        "rebalance_timeout_ms": 10_000,
+        "member_id": "",
+        "group_instance_id": None,
+        "protocol_type": "consumer",
+        "protocols": protocols,
+    }
+    JOIN_GROUP.request.encode(body, request, 5, False)
+    sock.sendall(frame(JOIN_GROUP.key, 5, correlation_id, body.getvalue()))
+    reader = Reader(read_frame(sock))
+    assert reader.int32() == correlation_id
+    return JOIN_GROUP.response.decode(reader, 5, False)
+
+
+def test_a_join_offering_no_protocol_is_refused_and_groups_go_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: a JoinGroup with no protocols was let in, and the group timer then raised and
+    # stopped the whole server.
+    with BrokerThread(kafka_port=0, kafka_group_initial_delay=0.05) as broker, connect(broker) as sock:
+        assert join_group(sock, 1, [])["error_code"] == 23  # INCONSISTENT_GROUP_PROTOCOL
+        # Whatever else goes wrong in the group timer, it logs and goes on.
+        expire = broker.broker.groups.expire
+        failures = iter([RuntimeError("injected")])
+
+        def flaky_expire(*args: Any) -> set[str]:
+            for failure in failures:
+                raise failure
+            return expire(*args)
+
+        monkeypatch.setattr(broker.broker.groups, "expire", flaky_expire)
+        answer = join_group(
+            sock, 2, [{"name": "range", "metadata": b"\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff"}]
+        )
+        assert (answer["error_code"], answer["generation_id"]) == (0, 1)
+    assert "unexpected error in the group timer" in caplog.text

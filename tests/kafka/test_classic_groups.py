@@ -1,0 +1,163 @@
+"""Kafka's classic group state machine (`ClassicGroups`), driven with explicit times in ms."""
+
+from __future__ import annotations
+
+import pytest
+
+from logbroker.broker.broker import Broker
+from logbroker.broker.classic_groups import COMPLETING, EMPTY, PREPARING, STABLE, ClassicGroup, ClassicGroups
+from logbroker.errors import (
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+DELAY = 100  # the initial rebalance delay
+SESSION = 1000
+REBALANCE = 5000
+RANGE = [("range", b"r"), ("roundrobin", b"rr")]
+
+
+@pytest.fixture
+def groups() -> ClassicGroups:
+    return ClassicGroups(Broker.in_memory().groups.store, initial_delay_ms=DELAY)
+
+
+def join(
+    groups: ClassicGroups, group: ClassicGroup, member_id: str = "", protocols=RANGE, *, now: int
+) -> str:
+    member, _ = groups.join(group, member_id, "c", "h", SESSION, REBALANCE, "consumer", protocols, now=now)
+    return member.member_id
+
+
+def stable_pair(groups: ClassicGroups) -> tuple[ClassicGroup, str, str]:
+    """A group of two members in generation 1 with their assignments sent."""
+    group = groups.load("g")
+    leader = join(groups, group, now=0)
+    follower = join(groups, group, now=10)
+    groups.expire(now=DELAY)
+    assert group.state == COMPLETING
+    assert groups.sync(group, follower, 1, {}, now=DELAY) is None  # waits for the leader
+    groups.sync(group, leader, 1, {leader: b"a", follower: b"b"}, now=DELAY)
+    return group, leader, follower
+
+
+@pytest.mark.parametrize(("protocol_type", "protocols"), [("consumer", []), ("", RANGE)])
+def test_a_member_offering_no_protocol_is_refused_and_the_timer_goes_on(
+    groups: ClassicGroups, protocol_type: str, protocols: list[tuple[str, bytes]]
+) -> None:
+    # Regression: an empty protocol list joined, and choosing the group's protocol at the end of
+    # the initial delay raised in the group timer, which stopped the whole server.
+    group = groups.load("g")
+    with pytest.raises(InconsistentGroupProtocolError):
+        groups.join(group, "", "c", "h", SESSION, REBALANCE, protocol_type, protocols, now=0)
+    assert group.members == {}
+    assert groups.expire(now=DELAY + REBALANCE) == set()
+
+
+def test_members_that_start_together_share_one_generation(groups: ClassicGroups) -> None:
+    group = groups.load("g")
+    leader = join(groups, group, now=0)
+    follower = join(groups, group, protocols=[("roundrobin", b"x"), ("range", b"y")], now=50)
+    assert group.state == PREPARING
+    assert groups.expire(now=DELAY - 1) == set()  # the initial delay is not over
+    assert groups.expire(now=DELAY) == {"g"}
+    assert (group.state, group.generation, group.leader) == (COMPLETING, 1, leader)
+    answers = {m.member_id: m.join_response for m in group.members.values()}
+    assert answers[leader] is not None and answers[follower] is not None
+    assert answers[leader].protocol_name in {"range", "roundrobin"}  # a tie: both are supported by all
+    assert sorted(answers[leader].members) == sorted([(leader, b"r"), (follower, b"y")])
+    assert answers[follower].members == []  # only the leader learns the members
+
+
+def test_a_member_with_no_protocol_in_common_is_refused(groups: ClassicGroups) -> None:
+    group = groups.load("g")
+    join(groups, group, now=0)
+    with pytest.raises(InconsistentGroupProtocolError):
+        join(groups, group, protocols=[("sticky", b"")], now=1)
+    with pytest.raises(InconsistentGroupProtocolError):
+        groups.join(group, "", "c", "h", SESSION, REBALANCE, "connect", RANGE, now=1)
+
+
+def test_followers_get_their_assignment_once_the_leader_sends_it(groups: ClassicGroups) -> None:
+    group, leader, follower = stable_pair(groups)
+    assert group.state == STABLE
+    assert groups.sync(group, follower, 1, {}, now=DELAY + 1) == b"b"
+    assert dict(groups.assignments(group)) == {leader: b"a", follower: b"b"}
+
+
+def test_fencing_errors(groups: ClassicGroups) -> None:
+    group, leader, follower = stable_pair(groups)
+    with pytest.raises(IllegalGenerationError):
+        groups.heartbeat(group, follower, 0, now=DELAY)
+    with pytest.raises(UnknownMemberIdError):
+        groups.heartbeat(group, "stranger", 1, now=DELAY)
+    with pytest.raises(UnknownMemberIdError):
+        join(groups, group, member_id="stranger", now=DELAY)
+    join(groups, group, member_id=leader, now=DELAY + 1)  # the leader rejoins: a rebalance
+    assert group.state == PREPARING
+    with pytest.raises(RebalanceInProgressError):
+        groups.heartbeat(group, follower, 1, now=DELAY + 1)
+    with pytest.raises(RebalanceInProgressError):
+        groups.sync(group, follower, 1, {}, now=DELAY + 1)
+
+
+def test_a_silent_member_is_removed_after_its_session_timeout(groups: ClassicGroups) -> None:
+    group, leader, _ = stable_pair(groups)
+    groups.heartbeat(group, leader, 1, now=DELAY + SESSION)
+    assert groups.expire(now=DELAY + SESSION) == set()
+    assert groups.expire(now=DELAY + SESSION + 1) == {"g"}  # the follower was silent too long
+    assert list(group.members) == [leader]
+    assert group.state == PREPARING
+    join(groups, group, member_id=leader, now=DELAY + SESSION + 2)  # everyone left has rejoined
+    assert (group.state, group.generation) == (COMPLETING, 2)
+
+
+def test_a_waiting_request_keeps_its_member_alive(groups: ClassicGroups) -> None:
+    group, leader, follower = stable_pair(groups)
+    group.members[follower].waiting = 1
+    groups.heartbeat(group, leader, 1, now=DELAY + 2 * SESSION)
+    assert groups.expire(now=DELAY + 2 * SESSION) == set()
+    assert set(group.members) == {leader, follower}
+
+
+def test_members_that_do_not_rejoin_within_the_rebalance_timeout_are_dropped(groups: ClassicGroups) -> None:
+    group, leader, follower = stable_pair(groups)
+    now = DELAY + 10
+    join(groups, group, member_id=leader, now=now)
+    group.members[leader].waiting = 1  # its JoinGroup waits in the broker
+    for t in range(now + 500, now + REBALANCE, 500):  # the follower only heartbeats
+        with pytest.raises(RebalanceInProgressError):
+            groups.heartbeat(group, follower, 1, now=t)
+        assert groups.expire(now=t) == set()
+        assert group.state == PREPARING
+    groups.expire(now=now + REBALANCE)
+    assert list(group.members) == [leader]
+    assert (group.state, group.generation) == (COMPLETING, 2)
+
+
+def test_commit_rules(groups: ClassicGroups) -> None:
+    group = groups.load("g")
+    groups.check_commit(group, "", -1, now=0)  # a simple consumer may commit to an empty group
+    leader = join(groups, group, now=0)
+    follower = join(groups, group, now=1)
+    with pytest.raises(UnknownMemberIdError):
+        groups.check_commit(group, "", -1, now=2)  # not once it has members
+    groups.expire(now=DELAY)
+    with pytest.raises(RebalanceInProgressError):
+        groups.check_commit(group, follower, 1, now=DELAY)  # the leader has not assigned yet
+    groups.sync(group, leader, 1, {}, now=DELAY)
+    groups.check_commit(group, follower, 1, now=DELAY)
+    with pytest.raises(IllegalGenerationError):
+        groups.check_commit(group, follower, 0, now=DELAY)
+
+
+def test_the_last_member_leaving_empties_the_group(groups: ClassicGroups) -> None:
+    group, leader, follower = stable_pair(groups)
+    groups.leave(group, follower, now=DELAY + 1)
+    assert group.state == PREPARING
+    groups.leave(group, leader, now=DELAY + 2)
+    assert (group.state, group.leader, group.protocol_name) == (EMPTY, None, None)
+    with pytest.raises(UnknownMemberIdError):
+        groups.leave(group, leader, now=DELAY + 3)
