@@ -115,12 +115,14 @@ class BaseConnection(abc.ABC):
                     await self._finish_in_flight()
                     await self._drain_output()
                     nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.close_reason = self.close_reason or f"connection lost: {exc}"
-        except Exception:
-            # A bug must cost this connection, never the server and everyone else on it.
-            logger.exception("%s: closing after an unexpected error", self.peer)
-            self.close_reason = self.close_reason or "internal error"
+        except Exception as exc:
+            lost = _connection_lost(exc)
+            if lost is not None:
+                self.close_reason = self.close_reason or f"connection lost: {lost}"
+            else:
+                # A bug must cost this connection, never the server and everyone else on it.
+                logger.exception("%s: closing after an unexpected error", self.peer)
+                self.close_reason = self.close_reason or "internal error"
         finally:
             with trio.CancelScope(shield=True):
                 await self._stream.aclose()
@@ -350,3 +352,19 @@ def refusal(reason: str) -> bytes:
     """An unsolicited error frame (correlation id 0) sent to a connection the server refuses."""
     protocol = Connection(Role.SERVER, 1 << 20)
     return protocol.send(Response(0, ErrorResponse(error_code=8, error_message=reason)))
+
+
+def _connection_lost(exc: Exception) -> Exception | None:
+    """The error that says the peer went away (reset, closed) if that is all `exc` is, alone or
+    grouped by a nursery; None for anything else."""
+    lost = (trio.BrokenResourceError, trio.ClosedResourceError)
+    if isinstance(exc, lost):
+        return exc
+    if isinstance(exc, ExceptionGroup):
+        matched, rest = exc.split(lost)
+        if matched is not None and rest is None:
+            leaf: Exception = matched
+            while isinstance(leaf, ExceptionGroup):
+                leaf = leaf.exceptions[0]
+            return leaf
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import struct
 
 import pytest
@@ -153,3 +155,33 @@ async def test_a_reader_that_never_reads_is_cut_off(autojump_clock: trio.abc.Clo
             with trio.fail_after(60):
                 await broker.server.wait_connections(0)
         await canary(broker)
+
+
+@pytest.mark.parametrize("listener", ["native", "kafka"])
+async def test_a_peer_resetting_its_connection_is_not_an_error(
+    listener: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: a reset reached the connection wrapped in the nursery's exception group, and
+    # was logged as an unexpected error with a traceback.
+    caplog.set_level(logging.DEBUG, logger="logbroker.connections")
+    lost = trio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "closed: connection lost" in record.getMessage():
+                lost.set()
+
+    watch = Watch()
+    logging.getLogger("logbroker.connections").addHandler(watch)
+    async with run_broker(kafka_port=0) as broker:
+        port = broker.port if listener == "native" else broker.server.kafka_port
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        await sock.send(b"\x00\x00\x00\x10abc")  # part of a frame: the server is reading
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # with a zero linger: a reset
+        with trio.fail_after(5):
+            await lost.wait()
+        await canary(broker)
+    logging.getLogger("logbroker.connections").removeHandler(watch)
+    assert "unexpected error" not in caplog.text
