@@ -66,7 +66,8 @@ class KafkaConnection(BaseConnection):
                 return
             self._wait(nursery, event, lambda: handler.produce_response(pending))
         elif api is FETCH:
-            self._wait(nursery, event, lambda: self._fetch_within_budget(event))
+            turn = self.output_turn()
+            self._wait(nursery, event, lambda: self._fetch_within_budget(event, turn))
         elif api is JOIN_GROUP:
             self._wait(nursery, event, lambda: handler.join_group(event, self._host))
         elif api is SYNC_GROUP:
@@ -95,8 +96,8 @@ class KafkaConnection(BaseConnection):
 
         self._run_task(nursery, answer)
 
-    async def _fetch_within_budget(self, request: KafkaRequest) -> dict[str, Any]:
-        budget = await self.reserve_output()
+    async def _fetch_within_budget(self, request: KafkaRequest, turn: int) -> dict[str, Any]:
+        budget = await self.reserve_output(turn)
         try:
             return await self._handler.fetch(request, budget)
         finally:
@@ -111,7 +112,13 @@ class KafkaConnection(BaseConnection):
         slot.data = data
         self._in_flight.release()
         slots = self._slots
+        if slots[0] is not slot:
+            self._held += len(data)  # output that counts against the budget, though not sent yet
+            return
+        slots.popleft()
+        self.send(data)
         while slots and slots[0].data is not None:
             ready = slots.popleft().data
             assert ready is not None
+            self._held -= len(ready)
             self.send(ready)

@@ -8,9 +8,10 @@ import struct
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from kafka import KafkaAdminClient
 
-from logbroker.kafka.apis import API_VERSIONS, JOIN_GROUP, METADATA
+from logbroker.kafka.apis import API_VERSIONS, FETCH, JOIN_GROUP, METADATA
 from logbroker.kafka.types import Reader, Writer
 from logbroker.testing import BrokerThread, RunningBroker
 
@@ -96,8 +97,6 @@ def test_answers_come_in_request_order_across_a_long_poll() -> None:
     # A fetch that waits 1 s, then a metadata request: the metadata answer may not overtake it.
     with BrokerThread(kafka_port=0, auto_create_topics=True) as broker, connect(broker) as sock:
         fetch = Writer()
-        from logbroker.kafka.apis import FETCH
-
         sock.sendall(frame(METADATA.key, 4, 1, metadata_body()))
         read_frame(sock)
         FETCH.request.encode(
@@ -122,9 +121,7 @@ def test_answers_come_in_request_order_across_a_long_poll() -> None:
         assert struct.unpack_from(">i", first)[0] == 2 and struct.unpack_from(">i", second)[0] == 3
 
 
-def join_group(
-    sock: socket.socket, correlation_id: int, protocols: list[dict[str, object]]
-) -> dict[str, Any]:
+def join_group_frame(correlation_id: int, protocols: list[dict[str, object]]) -> bytes:
     body = Writer()
     request = {
         "group_id": "g",
@@ -136,7 +133,13 @@ def join_group(
         "protocols": protocols,
     }
     JOIN_GROUP.request.encode(body, request, 5, False)
-    sock.sendall(frame(JOIN_GROUP.key, 5, correlation_id, body.getvalue()))
+    return frame(JOIN_GROUP.key, 5, correlation_id, body.getvalue())
+
+
+def join_group(
+    sock: socket.socket, correlation_id: int, protocols: list[dict[str, object]]
+) -> dict[str, Any]:
+    sock.sendall(join_group_frame(correlation_id, protocols))
     reader = Reader(read_frame(sock))
     assert reader.int32() == correlation_id
     return JOIN_GROUP.response.decode(reader, 5, False)
@@ -164,3 +167,38 @@ def test_a_join_offering_no_protocol_is_refused_and_groups_go_on(
         )
         assert (answer["error_code"], answer["generation_id"]) == (0, 1)
     assert "unexpected error in the group timer" in caplog.text
+
+
+def test_answers_held_behind_a_waiting_request_count_against_the_output_budget() -> None:
+    # Regression: fetch answers finished behind a JoinGroup waiting for its rebalance were not
+    # counted as output, so each new fetch took the whole budget again; the broker held many
+    # budgets' worth, then closed the (promptly reading) client as a slow reader.
+    budget = 64 << 10
+    with BrokerThread(
+        kafka_port=0,
+        auto_create_topics=True,
+        kafka_group_initial_delay=0.5,
+        max_output_bytes=budget,
+        max_frame_bytes=128 << 10,
+    ) as broker:
+        producer = Producer({"bootstrap.servers": broker.kafka_address, "batch.size": 16000})
+        for _ in range(400):
+            producer.produce("big", b"x" * 1000, partition=0)
+        assert producer.flush(10) == 0
+        with connect(broker) as sock:
+            protocols = [{"name": "range", "metadata": b"\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff"}]
+            sock.sendall(join_group_frame(1, protocols))
+            fetch = Writer()
+            partition = {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}
+            request = {
+                "max_wait_ms": 0,
+                "min_bytes": 0,
+                "max_bytes": 1 << 20,
+                "isolation_level": 0,
+                "topics": [{"topic": "big", "partitions": [partition]}],
+            }
+            FETCH.request.encode(fetch, request, 11, False)
+            sock.sendall(b"".join(frame(FETCH.key, 11, 2 + i, fetch.getvalue()) for i in range(20)))
+            answers = [read_frame(sock) for _ in range(21)]  # the connection is not closed
+    assert [struct.unpack_from(">i", a)[0] for a in answers] == list(range(1, 22))
+    assert all(len(a) < 2 * budget for a in answers[1:])
