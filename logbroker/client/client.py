@@ -102,6 +102,9 @@ class Client:
             if self._closed:
                 raise LogbrokerError("the client is closed")
             if self._conn is None or self._conn.closed:
+                if self._conn is not None:  # broken: its socket is closed before a new one opens
+                    old, self._conn = self._conn, None
+                    await old.aclose()
                 conn = await BrokerConnection.open(self.address, connect_timeout=self.connect_timeout)
                 try:
                     response, _ = await conn.request(Hello(client_id=self.client_id))

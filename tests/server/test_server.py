@@ -10,6 +10,7 @@ import trio
 import logbroker
 from logbroker.broker.partitioner import partition_for_key
 from logbroker.errors import (
+    ConnectionClosedError,
     CorruptRecordError,
     InvalidTopicError,
     MessageTooLargeError,
@@ -215,3 +216,20 @@ async def test_an_error_leaving_a_producer_block_at_once_comes_out_as_itself() -
         with pytest.raises(trio.WouldBlock):
             async with client.producer() as producer:
                 producer.send_nowait("t", b"x", key=b"k")  # partitions not known yet
+
+
+async def test_the_client_closes_a_broken_connection_before_it_reconnects(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Regression: a client that reconnected after its connection broke left the old socket open
+    # (a descriptor per reconnect, reported as unclosed sockets by the kill -9 campaign).
+    async with run_broker(idle_timeout=5) as broker, await logbroker.connect(broker.address) as client:
+        old = client._conn
+        assert old is not None
+        await trio.sleep(10)  # the broker closes the idle connection
+        with pytest.raises(ConnectionClosedError):
+            await client.list_topics()
+        assert old.closed
+        await client.list_topics()  # a new connection
+        assert client._conn is not old
+        assert old._stream.socket.fileno() == -1  # the old socket is closed
