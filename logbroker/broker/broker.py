@@ -212,6 +212,26 @@ class Broker:
 
     # -- topics --------------------------------------------------------------------------------
 
+    def check_new_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: Mapping[str, str] | None = None,
+        *,
+        internal_ok: bool = False,
+    ) -> tuple[int, dict[str, str]]:
+        """Everything `create_topic` checks before it writes anything; returns the partition
+        count and the settings. (CreateTopics with validate_only stops here.)"""
+        check_topic_name(name, internal_ok=internal_ok)
+        if name in self._topics:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        count = self.options.default_partitions if partitions is None else partitions
+        if not 1 <= count <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(f"a topic has 1 to {MAX_PARTITIONS} partitions, not {count}")
+        overrides = {str(k): str(v) for k, v in (config or {}).items()}
+        self.options.topic_defaults.with_overrides(overrides)
+        return count, overrides
+
     def create_topic(
         self,
         name: str,
@@ -221,14 +241,7 @@ class Broker:
         now_ms: int,
         internal_ok: bool = False,
     ) -> TopicInfo:
-        check_topic_name(name, internal_ok=internal_ok)
-        if name in self._topics:
-            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
-        count = self.options.default_partitions if partitions is None else partitions
-        if not 1 <= count <= MAX_PARTITIONS:
-            raise InvalidPartitionsError(f"a topic has 1 to {MAX_PARTITIONS} partitions, not {count}")
-        overrides = {str(k): str(v) for k, v in (config or {}).items()}
-        self.options.topic_defaults.with_overrides(overrides)  # refuse bad settings before any I/O
+        count, overrides = self.check_new_topic(name, partitions, config, internal_ok=internal_ok)
         entry = TopicEntry(name, count, overrides, now_ms)
         if self._fs is not None and self.data_dir is not None:
             for partition in range(count):
@@ -556,6 +569,8 @@ def check_batches(data: Buffer, config: TopicConfig, now_ms: int, topic: str) ->
             raise InvalidRecordError(f"produced batches carry base offset 0, not {header.base_offset}")
         if header.is_control:
             raise InvalidRecordError("control batches are written by the broker only")
+        if header.is_transactional:
+            raise InvalidRecordError("transactional batches are not served (transactions are not supported)")
         if header.producer_id >= 0 and header.base_sequence < 0:
             raise InvalidRecordError("a batch with a producer id needs a base sequence")
         if header.log_append_time:

@@ -274,18 +274,14 @@ class ClassicGroups:
     # -- offsets -------------------------------------------------------------------------------
 
     def check_commit(self, group: ClassicGroup, member_id: str, generation: int, *, now: int) -> None:
-        """Kafka's rules for an OffsetCommit: a simple commit (generation -1, no member) only
-        while the group has no members; otherwise from a member of the current generation, and
-        not while the group waits for the leader's assignment."""
-        if generation < 0 and not member_id:
-            if group.members:
-                raise UnknownMemberIdError(
-                    f"group {group.name!r} has members: commit as one of them, not as a simple consumer"
-                )
-            return
-        self._member(group, member_id, generation, now)
+        """Kafka's rules for an OffsetCommit, in Kafka's order: a simple commit (generation
+        below 0) while the group has no members; not while the group waits for the leader's
+        assignment; otherwise from a member of the current generation."""
+        if generation < 0 and not group.members:
+            return  # the group only uses the broker to store its offsets
         if group.state == COMPLETING:
             raise RebalanceInProgressError(f"group {group.name!r} is completing a rebalance: commit after it")
+        self._member(group, member_id, generation, now)
 
     def commit(
         self, group: ClassicGroup, offsets: Mapping[TopicPartition, tuple[int, str | None]]

@@ -454,6 +454,9 @@ class GroupCoordinator:
         now_ms: int,
     ) -> tuple[dict[TopicPartition, int], Durable | None]:
         """An OffsetCommit: error codes per partition (0: committed) and what to await."""
+        if generation >= 0 and name not in self.classic.groups and name not in self.groups:
+            # Kafka: a commit with a generation is from a member of a group that is gone.
+            raise IllegalGenerationError(f"group {name!r} does not exist: no generation {generation}")
         group = self.classic_group(name, now_ms=now_ms)
         self.classic.check_commit(group, member_id, generation, now=now)
         codes: dict[TopicPartition, int] = {}

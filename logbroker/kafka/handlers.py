@@ -13,6 +13,7 @@ request), never by closing the connection.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,6 @@ import trio
 from logbroker import __version__
 from logbroker.broker.classic_groups import PREPARING, STABLE, ClassicGroup
 from logbroker.broker.names import check_topic_name, is_internal
-from logbroker.broker.topic_config import TopicConfig
 from logbroker.errors import (
     CoordinatorNotAvailableError,
     InvalidPartitionsError,
@@ -57,7 +57,7 @@ from logbroker.kafka.apis import (
     PRODUCE,
 )
 from logbroker.kafka.protocol import KafkaRequest, served_versions
-from logbroker.records.batch import BATCH_OVERHEAD, parse_header
+from logbroker.records.batch import BATCH_OVERHEAD, check_records, parse_header
 from logbroker.records.codec import decode_batch, iter_batches
 from logbroker.records.compression import Compression
 from logbroker.server.handlers import monotonic_ms
@@ -152,6 +152,8 @@ class KafkaHandler:
                     results.append((name, index, refuse, None))
                     continue
                 try:
+                    if not self.broker.has_topic(name):  # only Metadata creates topics, as in Kafka
+                        raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
                     data = _one_batch(part["records"], request.version)
                     appended = self.broker.produce(name, index, data, now_ms=now_ms)
                 except Exception as exc:
@@ -248,6 +250,8 @@ class KafkaHandler:
                 }
                 parts.append(part)
                 room = min(max(wanted["partition_max_bytes"], 0), limit - total)
+                if total == 0:
+                    room = max(room, 1)  # KIP-74: the answer's first batch comes whole, whatever the limits
                 try:
                     if not broker.has_topic(name):  # a fetch never creates a topic
                         raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
@@ -321,7 +325,7 @@ class KafkaHandler:
         if wanted is None or (request.version == 0 and not wanted):
             names = [info.name for info in broker.list_topics(include_internal=True)]
         else:
-            names = [t["name"] for t in wanted]
+            names = list(dict.fromkeys(t["name"] for t in wanted))  # each topic once, as Kafka does
         topics = []
         now_ms = self.native.wall_ms()
         for name in names:
@@ -363,6 +367,7 @@ class KafkaHandler:
 
     def _list_offsets(self, body: dict[str, Any]) -> dict[str, Any]:
         now_ms = self.native.wall_ms()
+        asked = Counter((t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"])
         topics = []
         for topic in body["topics"]:
             name = topic["name"]
@@ -372,6 +377,10 @@ class KafkaHandler:
                 stamp = wanted["timestamp"]
                 part = {"partition_index": index, "error_code": 0, "timestamp": -1, "offset": -1}
                 try:
+                    if asked[(name, index)] > 1:
+                        raise InvalidRequestError(f"partition {index} of {name!r} is asked for twice")
+                    if not self.broker.has_topic(name):  # only Metadata creates topics, as in Kafka
+                        raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
                     if stamp in (-1, -2):
                         spec = "latest" if stamp == -1 else "earliest"
                         part["offset"] = self.broker.list_offset(name, index, spec, now_ms=now_ms)
@@ -418,16 +427,16 @@ class KafkaHandler:
     def _create_topics(self, body: dict[str, Any]) -> dict[str, Any]:
         now_ms = self.native.wall_ms()
         results = []
+        asked = Counter(topic["name"] for topic in body["topics"])
         for topic in body["topics"]:
             name = topic["name"]
             try:
+                if asked[name] > 1:  # Kafka refuses every copy and creates none
+                    raise InvalidRequestError(f"topic {name!r} is named more than once")
                 count = self._partitions_wanted(topic)
                 config = {c["name"]: c["value"] for c in topic["configs"] if c["value"] is not None}
                 if body["validate_only"]:
-                    check_topic_name(name)
-                    if self.broker.has_topic(name):
-                        self.broker.create_topic(name, count, config, now_ms=now_ms)  # raises: exists
-                    TopicConfig().with_overrides(config)
+                    self.broker.check_new_topic(name, count, config)
                 else:
                     self.broker.create_topic(name, count, config, now_ms=now_ms)
             except Exception as exc:
@@ -459,8 +468,11 @@ class KafkaHandler:
 
     def _delete_topics(self, body: dict[str, Any]) -> dict[str, Any]:
         responses = []
+        asked = Counter(body["topic_names"])
         for name in body["topic_names"]:
             try:
+                if asked[name] > 1:  # Kafka refuses every copy and deletes none
+                    raise InvalidRequestError(f"topic {name!r} is named more than once")
                 self.broker.delete_topic(name)
             except Exception as exc:
                 responses.append({"name": name, "error_code": code_of(exc)})
@@ -470,7 +482,8 @@ class KafkaHandler:
 
     def _describe_configs(self, body: dict[str, Any]) -> dict[str, Any]:
         results = []
-        for resource in body["resources"]:
+        unique = {(r["resource_type"], r["resource_name"]): r for r in body["resources"]}
+        for resource in unique.values():  # each resource once: the answer is far larger than the ask
             kind, name, keys = (
                 resource["resource_type"],
                 resource["resource_name"],
@@ -486,8 +499,12 @@ class KafkaHandler:
             try:
                 if kind == 2:
                     entries = self._topic_configs(name)
-                elif kind == 4:
+                elif kind == 4 and name == str(NODE_ID):
                     entries = self._broker_configs()
+                elif kind == 4 and name == "":
+                    entries = []  # the cluster-wide dynamic defaults: there are none
+                elif kind == 4:
+                    raise InvalidRequestError(f"unexpected broker id {name!r}: this is broker {NODE_ID}")
                 else:
                     raise InvalidRequestError(f"resource type {kind} is not described (2: topic, 4: broker)")
             except Exception as exc:
@@ -779,11 +796,16 @@ def _one_batch(records: memoryview | None, version: int) -> memoryview:
     """Produce v3+ carries exactly one RecordBatch per partition."""
     if records is None or len(records) < BATCH_OVERHEAD:
         raise InvalidRecordError("a produce must carry one record batch per partition")
+    if records[16] != 2:  # the magic byte
+        raise InvalidRecordError(f"message format v{records[16]}: Produce v3+ carries record batches (v2)")
     header = parse_header(records, 0)
     if header.size != len(records):
         raise InvalidRecordError("a produce must carry exactly one record batch per partition")
     if header.compression == Compression.ZSTD and version < 7:
         raise UnsupportedCompressionError("zstd batches need Produce v7 or later")
+    if header.compression == Compression.NONE:
+        # Kafka's log validator walks the records; Kafka clients trust the count it checked.
+        check_records(records, 0, header)
     return records
 
 

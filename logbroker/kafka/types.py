@@ -80,10 +80,7 @@ class Reader:
         return _F64.unpack_from(self.buf, self._need(8))[0]  # type: ignore[no-any-return]
 
     def boolean(self) -> bool:
-        value = self.buf[self._need(1)]
-        if value > 1:
-            raise KafkaDecodeError(f"a bool must be 0 or 1, not {value}")
-        return value == 1
+        return self.buf[self._need(1)] != 0  # any byte but 0 is true, as Kafka reads it
 
     def uuid(self) -> bytes:
         pos = self._need(16)

@@ -39,6 +39,7 @@ from typing import NamedTuple
 from crc32c import crc32c
 
 from logbroker.errors import CorruptRecordError, InvalidRecordError
+from logbroker.records.varint import decode_varint
 
 __all__ = [
     "BATCH_OVERHEAD",
@@ -50,6 +51,7 @@ __all__ = [
     "batch_crc",
     "parse_header",
     "stamp_base_offset",
+    "check_records",
     "validate_batch",
     "validate_batches",
 ]
@@ -174,6 +176,58 @@ def validate_batch(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHe
     if header.attributes & _ATTR_UNUSED or header.compression > _MAX_CODEC:
         raise InvalidRecordError(f"batch at byte {pos} has unknown attribute bits {header.attributes:#06x}")
     return header
+
+
+def check_records(buf: bytes | bytearray | memoryview, pos: int, header: BatchHeader) -> None:
+    """For an uncompressed batch: its records fill it exactly, there are `records_count` of
+    them, and each one's offset delta is its index, as Kafka's log validator requires. A batch
+    whose count lies would give its records offsets that overlap those of the next batch.
+
+    Reads three varints a record (length, timestamp delta, offset delta) and nothing else, with
+    the common one- and two-byte forms inline. Compressed batches are checked this way only by
+    whoever decompresses them.
+    """
+    end = pos + header.size
+    p = pos + BATCH_OVERHEAD
+    index = 0
+    try:
+        while p < end:
+            b = buf[p]
+            if b < 0x80:
+                length, p = (b >> 1) ^ -(b & 1), p + 1
+            elif buf[p + 1] < 0x80:
+                v = (b & 0x7F) | (buf[p + 1] << 7)
+                length, p = (v >> 1) ^ -(v & 1), p + 2
+            else:
+                length, p = decode_varint(buf, p, 5)  # type: ignore[arg-type]
+            next_record = p + length
+            p += 1  # the attributes
+            b = buf[p]  # the timestamp delta: skipped
+            if b < 0x80:
+                p += 1
+            else:
+                p = decode_varint(buf, p, 10)[1]  # type: ignore[arg-type]
+            b = buf[p]
+            if b < 0x80:
+                delta = (b >> 1) ^ -(b & 1)
+            elif buf[p + 1] < 0x80:
+                v = (b & 0x7F) | (buf[p + 1] << 7)
+                delta = (v >> 1) ^ -(v & 1)
+            else:
+                delta = decode_varint(buf, p, 5)[0]  # type: ignore[arg-type]
+            if delta != index or length <= 0:
+                raise InvalidRecordError(
+                    f"record {index} of the batch at byte {pos} has offset delta {delta} and length {length}"
+                )
+            p = next_record
+            index += 1
+    except (CorruptRecordError, IndexError):
+        raise InvalidRecordError(f"the records of the batch at byte {pos} run past its end") from None
+    if p != end or index != header.records_count:
+        raise InvalidRecordError(
+            f"the batch at byte {pos} declares {header.records_count} records and holds "
+            + (f"{index}" if p == end else f"records that run {p - end} bytes past its end")
+        )
 
 
 def validate_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:

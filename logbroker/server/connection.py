@@ -98,9 +98,6 @@ class BaseConnection(abc.ABC):
         #: Answers ready but held back behind an earlier one (a protocol that answers in order):
         #: output too, though not queued yet.
         self._held = 0
-        #: Turns for output budget: the next to give and the one being served.
-        self._turns_given = 0
-        self._turn = 0
         self._budget_freed = trio.Event()
         self.close_reason: str | None = None
         try:
@@ -215,28 +212,15 @@ class BaseConnection(abc.ABC):
 
         nursery.start_soon(task)
 
-    def output_turn(self) -> int:
-        """A place in line for output budget, taken when a request is read (see `reserve_output`)."""
-        self._turns_given += 1
-        return self._turns_given - 1
-
-    async def reserve_output(self, turn: int | None = None) -> int:
+    async def reserve_output(self) -> int:
         """Output budget for one response being built (a fetch), so a client that reads
         promptly is never mistaken for a slow reader however many fetches it pipelines. Give it
-        back with `release_output`.
-
-        With a `turn` (from `output_turn`) budget goes to requests in the order they were read.
-        A connection that answers in order needs that: an answer ready before an earlier one
-        is held, and its bytes count against the budget, so a later request served first could
-        take the budget the earlier one needs to finish, and neither would ever be sent."""
+        back with `release_output`. Answers held back behind an earlier one (a protocol that
+        answers in order) count as output already."""
         limit = self._config.max_output_bytes
-        while (turn is not None and turn != self._turn) or (
-            self._out_bytes + self._held + self._reserved >= limit
-        ):
+        while self._out_bytes + self._held + self._reserved >= limit:
             freed = self._budget_freed
             await freed.wait()
-        if turn is not None:
-            self._turn += 1
         budget = limit - self._out_bytes - self._held - self._reserved
         self._reserved += budget
         return budget

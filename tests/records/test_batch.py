@@ -16,6 +16,7 @@ from logbroker.records import (
     validate_batch,
     validate_batches,
 )
+from logbroker.records.batch import batch_crc, check_records
 from tests.helpers import batch
 
 # kafka-format.md 1.5: one record, null key, value "hello", timestamp 1700000000000, written by
@@ -158,3 +159,43 @@ def test_huge_length_claim_is_refused_before_allocation() -> None:
         validate_batch(_with(HELLO, ">i", 8, 2**31 - 1))
     with pytest.raises(CorruptRecordError):
         decode_batch(_with(HELLO, ">i", 8, 2**31 - 1))
+
+
+@given(
+    values=st.lists(st.binary(max_size=300) | st.none(), min_size=1, max_size=200),
+    keys=st.booleans(),
+)
+def test_check_records_passes_every_batch_we_encode(values: list[bytes | None], keys: bool) -> None:
+    data = encode_batch(values, keys=values if keys else None)
+    check_records(data, 0, parse_header(data, 0))
+
+
+def _recrc(data: bytearray) -> bytes:
+    struct.pack_into(">I", data, 17, batch_crc(data, 0, len(data)))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("claimed", [1, 2, 4, 9])
+def test_check_records_refuses_a_count_that_lies(claimed: int) -> None:
+    data = bytearray(encode_batch([b"a" * 70, b"b", b"c"]))
+    struct.pack_into(">i", data, 57, claimed)
+    struct.pack_into(">i", data, 23, claimed - 1)
+    data = bytearray(_recrc(data))
+    header = validate_batch(data)  # the header alone is consistent
+    with pytest.raises(InvalidRecordError, match="declares"):
+        check_records(data, 0, header)
+
+
+def test_check_records_refuses_offset_deltas_that_lie_and_records_that_overrun() -> None:
+    data = bytearray(encode_batch([b"a", b"b"]))
+    # The second record: length, attributes, timestamp delta, then its offset delta (zigzag 1 = 2).
+    first_length = data[61] >> 1
+    second = 61 + 1 + first_length
+    assert data[second + 3] == 2
+    data[second + 3] = 4  # offset delta 2
+    with pytest.raises(InvalidRecordError, match="offset delta 2"):
+        check_records(data, 0, parse_header(data, 0))
+    data = bytearray(encode_batch([b"a", b"b"]))
+    data[second] += 20  # the last record claims more bytes than the batch holds
+    with pytest.raises(InvalidRecordError):
+        check_records(data, 0, parse_header(data, 0))
