@@ -71,7 +71,12 @@ class Flusher:
         """fsync every log appended to since the last round, in a worker thread."""
         jobs: list[tuple[PartitionLog, FlushJob]] = []
         for log in self._broker.take_dirty():
-            job = log.prepare_flush()
+            try:
+                job = log.prepare_flush()
+            except LogReadOnlyError as exc:  # the log is read-only now; its waiters are told
+                logger.error("%s", exc.message)
+                self._on_flushed(log)
+                continue
             if job is not None:
                 jobs.append((log, job))
         if jobs:

@@ -334,7 +334,14 @@ class PartitionLog:
             or self._flushed >= self.next_offset
         ):
             return None
-        return FlushJob(self.next_offset, self._store.flush_handles(self._segments[-1]))
+        try:
+            handles = self._store.flush_handles(self._segments[-1])
+        except OSError as exc:  # no descriptor for the fsync (EMFILE, a dead handle): fail-stop
+            self.fail_flush(None, exc)
+            raise LogReadOnlyError(
+                f"fsync could not start ({exc.strerror or exc}); the log takes no more writes"
+            ) from exc
+        return FlushJob(self.next_offset, handles)
 
     def complete_flush(self, job: FlushJob) -> None:
         # After any failed fsync nothing more counts as durable, even if a later fsync reports
@@ -342,7 +349,7 @@ class PartitionLog:
         if self._read_only is None:
             self._flushed = max(self._flushed, job.target_offset)
 
-    def fail_flush(self, job: FlushJob, error: BaseException) -> None:
+    def fail_flush(self, job: FlushJob | None, error: BaseException) -> None:
         self._read_only = f"fsync failed: {error}"
 
     def flush(self) -> int:

@@ -12,9 +12,13 @@ import pytest
 import trio
 
 import logbroker
-from logbroker.errors import LogbrokerError, MessageTooLargeError
+from logbroker.broker.broker import Broker, BrokerOptions, FsyncPolicy
+from logbroker.errors import LogbrokerError, LogReadOnlyError, MessageTooLargeError
 from logbroker.protocol.connection import Request
 from logbroker.protocol.messages import Fetch, FetchPartition, Hello
+from logbroker.records.codec import encode_batch
+from logbroker.server.flusher import Flusher
+from logbroker.storage.fault_fs import FaultFileSystem
 from logbroker.testing import run_broker
 from tests.server.conftest import RawClient
 
@@ -204,3 +208,21 @@ async def test_an_undecodable_batch_names_its_offsets() -> None:
         assert (await consumer.__anext__()).value == b"fine"
         with pytest.raises(LogbrokerError, match=r"offsets 1\.\.1 cannot be decoded.*start after offset 1"):
             await consumer.__anext__()
+
+
+async def test_a_flush_that_cannot_start_makes_the_log_read_only_and_the_server_goes_on() -> None:
+    # Found by the power-loss campaign: taking the descriptor for an fsync (`dup`) failed with
+    # EBADF, and the OSError escaped the flusher and stopped the whole server. (EMFILE would do
+    # the same on a real disk.)
+    fs = FaultFileSystem()
+    broker = Broker.open("/data", BrokerOptions(), fs=fs, now_ms=0)
+    broker.create_topic("t", now_ms=0)
+    broker.produce("t", 0, encode_batch([b"x"], timestamp=0), now_ms=0)
+    flushed: list[object] = []
+    flusher = Flusher(broker, FsyncPolicy("always"), on_flushed=flushed.append)
+    fs.power_loss()  # every open handle is dead now
+    await flusher.flush_round()
+    log = broker.log("t", 0)
+    assert log.read_only_reason is not None and flushed == [log]
+    with pytest.raises(LogReadOnlyError):
+        await flusher.wait_flushed(log, 1)
