@@ -11,6 +11,7 @@ record a consumer read can never vanish in a power loss and have its offset reus
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -44,7 +45,7 @@ from logbroker.errors import (
     UnknownTopicOrPartitionError,
 )
 from logbroker.records.batch import BatchHeader, validate_batches
-from logbroker.storage.fs import Buffer, FileSystem, OsFileSystem, remove_tree
+from logbroker.storage.fs import Buffer, FileSystem, OsFileSystem, empty_dir, remove_tree
 from logbroker.storage.log import PartitionLog
 from logbroker.storage.partition_dir import RecoveryReport
 
@@ -60,6 +61,13 @@ __all__ = [
 
 MAX_PARTITIONS = 10_000
 _PARTITION_DIR = re.compile(r"(?P<topic>.+)-(?P<partition>\d+)")
+#: A partition directory renamed so, and emptied, stands for a delete of its topic to finish.
+DELETED_SUFFIX = ".deleted"
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
 
 
 @attrs.frozen
@@ -99,6 +107,9 @@ class BrokerOptions:
     group_initial_delay_ms: int = 300
     #: The same for Kafka's classic groups (Kafka's group.initial.rebalance.delay.ms).
     classic_initial_delay_ms: int = 3000
+    #: Refuse produces when the disk of the data directory has less free than this (bytes), so
+    #: that commits, dead letters and metadata still fit on a disk producers filled (0: never).
+    min_free_bytes: int = 0
 
 
 @attrs.frozen
@@ -175,6 +186,7 @@ class Broker:
         #: Counts topic creations and deletions; `topic_listeners` are called after each.
         self.topics_version = 0
         self.topic_listeners: list[Callable[[], None]] = []
+        self._finish_deletes()
         for entry in self._store:
             self._topics[entry.name] = self._open_topic(entry, now_ms)
         self._remove_leftovers()
@@ -260,11 +272,22 @@ class Broker:
         return self._info(topic, details=True)
 
     def delete_topic(self, name: str) -> None:
-        """Forget the topic and delete its files before returning."""
+        """Forget the topic and delete its files before returning.
+
+        On a full disk the catalogue cannot be rewritten before space is freed, so the partition
+        directories are first renamed `<dir>.deleted` (a rename takes no space, and a start
+        finishes a delete such a directory stands for) and emptied; then the catalogue is saved.
+        """
         if is_internal(name):
             raise InvalidTopicError(f"{name!r} is internal to the broker and cannot be deleted")
         topic = self._topic(name)
-        self._store.remove(name)
+        try:
+            self._store.remove(name)
+            full_disk = False
+        except StorageError as exc:
+            if self._fs is None or not _out_of_space(exc):
+                raise
+            full_disk = True
         del self._topics[name]
         self.groups.topic_deleted(name, now_ms=0)
         self._topics_changed()
@@ -274,15 +297,26 @@ class Broker:
                 log.close()
             except StorageError:
                 pass  # its files are deleted next
-        if self._fs is not None:
-            for partition in range(len(topic.logs)):
-                try:
-                    remove_tree(self._fs, self._partition_dir(name, partition))
-                except OSError as exc:
-                    raise StorageError(
-                        f"topic {name!r} is deleted but its files could not all be removed "
-                        f"({exc.strerror or exc}); they are removed at the next start"
-                    ) from exc
+        if self._fs is None:
+            return
+        dirs = [self._partition_dir(name, partition) for partition in range(len(topic.logs))]
+        try:
+            if full_disk:
+                for path in dirs:
+                    self._fs.rename(path, path + DELETED_SUFFIX)
+                    self._fs.fsync_dir(os.path.dirname(path))
+                dirs = [path + DELETED_SUFFIX for path in dirs]
+                for path in dirs:
+                    empty_dir(self._fs, path)
+                self._store.remove(name)
+            for path in dirs:
+                remove_tree(self._fs, path)
+        except (OSError, StorageError) as exc:
+            reason = exc.message if isinstance(exc, StorageError) else exc.strerror or str(exc)
+            raise StorageError(
+                f"topic {name!r} is deleted but not all of it could be removed yet ({reason}); "
+                "the rest is removed at the next start"
+            ) from exc
 
     def list_topics(self, *, include_internal: bool = False) -> list[TopicInfo]:
         return [
@@ -313,6 +347,7 @@ class Broker:
         entry = self._topic(topic, now_ms=now_ms)
         log = self._log(entry, partition)
         headers = check_batches(data, entry.config, now_ms, topic)
+        self._check_free_space(len(data))
         producers = entry.producers[partition]
         duplicate = producers.check(headers)
         if duplicate is not None:
@@ -322,6 +357,18 @@ class Broker:
         if self._fs is not None and self.options.fsync.mode != "never":
             self._dirty[id(log)] = log
         return ProduceResult(log, base, log.next_offset)
+
+    def _check_free_space(self, size: int) -> None:
+        reserve = self.options.min_free_bytes
+        if self._fs is None or self.data_dir is None or reserve <= 0:
+            return
+        free = self._fs.free_bytes(self.data_dir)
+        if free is not None and free - size < reserve:
+            raise StorageError(
+                f"no space left for records: {free} bytes free on the disk of {self.data_dir}, and "
+                f"{reserve} are kept for commits and metadata (min_free_bytes); delete topics or "
+                "free space, and produce again"
+            )
 
     def allocate_producer_id(self) -> int:
         """A producer id no one has had, for an idempotent producer (which starts at epoch 0).
@@ -509,6 +556,21 @@ class Broker:
                 log.close()
             raise
         return _Topic(entry, config, logs, producers)
+
+    def _finish_deletes(self) -> None:
+        """Deletes a full disk made wait: `<partition dir>.deleted` stands for its topic's delete."""
+        if self._fs is None or self.data_dir is None:
+            return
+        for name in sorted(self._fs.list_dir(self.data_dir)):
+            if not name.endswith(DELETED_SUFFIX):
+                continue
+            path = os.path.join(self.data_dir, name)
+            empty_dir(self._fs, path)  # the space first: saving the catalogue may need it
+            match = _PARTITION_DIR.fullmatch(name[: -len(DELETED_SUFFIX)])
+            if match is not None and match["topic"] in {entry.name for entry in self._store}:
+                self._store.remove(match["topic"])
+                self.notes.append(f"finished deleting topic {match['topic']!r}")
+            remove_tree(self._fs, path)
 
     def _remove_leftovers(self) -> None:
         """Partition directories of topics the catalogue no longer has: a delete a crash cut short."""

@@ -32,6 +32,12 @@ _LIMITS = (
     ("max_in_flight", int, "Requests in flight per connection before the broker stops reading it."),
     ("max_output_bytes", int, "Response bytes queued per connection before it counts as a slow reader."),
     ("send_timeout", float, "Close connections that take no response data for this long (s)."),
+    (
+        "min_free_bytes",
+        int,
+        "Refuse produces when the data disk has less free than this (bytes), keeping room for "
+        "commits and metadata; 0: never.  [default: 67108864]",
+    ),
     ("retention_check_interval", float, "How often retention and time-based rolls run (s)."),
     ("shutdown_timeout", float, "How long a graceful shutdown waits for requests in flight (s)."),
     ("default_partitions", int, "Partitions of topics created without a count."),

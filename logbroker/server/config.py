@@ -40,6 +40,9 @@ class ServerConfig:
     max_output_bytes: int = 64 << 20
     #: Close a connection whose socket has not taken a response for this long (s).
     send_timeout: float = 30.0
+    #: Refuse produces when the data directory's disk has less free than this (bytes), so that
+    #: commits, dead letters and metadata still have room (file storage only; 0: never refuse).
+    min_free_bytes: int = 64 << 20
     retention_check_interval: float = 60.0
     #: Group defaults: what a group gets when no member names a setting (seconds, fractions allowed).
     default_ack_timeout: float = 30.0
@@ -72,6 +75,7 @@ class ServerConfig:
             ),
             group_initial_delay_ms=round(self.group_initial_delay * 1000),
             classic_initial_delay_ms=round(self.kafka_group_initial_delay * 1000),
+            min_free_bytes=self.min_free_bytes,
         )
 
     def describe(self) -> str:
@@ -83,6 +87,7 @@ class ServerConfig:
             f"max_connections={self.max_connections} idle_timeout={self.idle_timeout}s "
             f"frame_timeout={self.frame_timeout}s max_in_flight={self.max_in_flight} "
             f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
+            f"min_free_bytes={self.min_free_bytes} "
             f"groups: ack_timeout={self.default_ack_timeout}s max_deliveries={self.default_max_deliveries} "
             f"session_timeout={self.default_session_timeout}s initial_delay={self.group_initial_delay}s"
             + (
@@ -154,6 +159,8 @@ class ServerConfig:
             raise InvalidConfigError(f"port must be 0 to 65535, not {self.port}")
         if self.default_partitions < 1:
             raise InvalidConfigError("default_partitions must be at least 1")
+        if self.min_free_bytes < 0:
+            raise InvalidConfigError("min_free_bytes must not be negative")
         if self.group_initial_delay < 0:
             raise InvalidConfigError("group_initial_delay must not be negative")
         if not -1 <= self.kafka_port <= 65535:

@@ -143,6 +143,10 @@ class FaultFileSystem:
             self._crash_in = None
             self._revert(self._root, tear)
 
+    def free_bytes(self, path: str) -> int | None:
+        with self._lock:
+            return None if self.capacity is None else max(self.capacity - self.used_bytes(), 0)
+
     def used_bytes(self) -> int:
         with self._lock:
             return sum(len(inode.data) for inode in self._inodes(self._root))

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Protocol
 
-__all__ = ["Buffer", "FileHandle", "FileSystem", "OsFileSystem", "remove_tree", "write_atomic"]
+__all__ = ["Buffer", "FileHandle", "FileSystem", "OsFileSystem", "empty_dir", "remove_tree", "write_atomic"]
 
 Buffer = bytes | bytearray | memoryview
 OpenMode = Literal["r", "a", "w"]
@@ -91,6 +91,11 @@ class FileSystem(Protocol):
 
     def fsync_dir(self, path: str) -> None: ...
 
+    def free_bytes(self, path: str) -> int | None:
+        """Bytes an unprivileged writer may still write on the file system of `path` (None:
+        not known)."""
+        ...
+
 
 def write_atomic(fs: FileSystem, path: str, data: bytes) -> None:
     """Replace `path` with `data` so that a crash at any point leaves the old or the new content.
@@ -111,14 +116,20 @@ def write_atomic(fs: FileSystem, path: str, data: bytes) -> None:
 
 def remove_tree(fs: FileSystem, path: str) -> None:
     """Delete a directory and everything below it, then make that durable in its parent."""
+    empty_dir(fs, path)
+    fs.remove_dir(path)
+    fs.fsync_dir(os.path.dirname(path.rstrip("/")) or ".")
+
+
+def empty_dir(fs: FileSystem, path: str) -> None:
+    """Delete everything below a directory, keep the directory, and make that durable."""
     for name in fs.list_dir(path):
         child = os.path.join(path, name)
         if fs.is_dir(child):
             remove_tree(fs, child)
         else:
             fs.unlink(child)
-    fs.remove_dir(path)
-    fs.fsync_dir(os.path.dirname(path.rstrip("/")) or ".")
+    fs.fsync_dir(path)
 
 
 class _OsFile:
@@ -240,3 +251,10 @@ class OsFileSystem:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def free_bytes(self, path: str) -> int | None:
+        try:
+            stats = os.statvfs(path)
+        except OSError:
+            return None
+        return stats.f_bavail * stats.f_frsize

@@ -24,6 +24,7 @@ from logbroker.errors import (
 )
 from logbroker.records import encode_batch
 from logbroker.records.batch import ATTR_CONTROL, ATTR_LOG_APPEND_TIME
+from logbroker.storage.fault_fs import FaultFileSystem
 from tests.helpers import batch, offsets
 
 NOW = 1_767_225_600_000
@@ -240,3 +241,66 @@ def test_fsync_policies_parse(text: str, policy: str) -> None:
 def test_bad_fsync_policies(text: str) -> None:
     with pytest.raises(InvalidConfigError):
         FsyncPolicy.parse(text)
+
+
+def fill(broker: Broker, topic: str) -> int:
+    """Produce to `topic` until not even a one-record batch fits; returns the batches stored."""
+    n = 0
+    for size in (50, 1):
+        with pytest.raises(StorageError, match="no space"):
+            while True:
+                broker.produce(topic, 0, batch(size, start=n), now_ms=NOW)
+                n += 1
+    return n
+
+
+def test_deleting_a_topic_frees_a_full_disk(tmp_path: Path) -> None:
+    # Found by the disk-full campaign: the delete had to rewrite the catalogue first, which
+    # needs space, so on a full disk a topic could not be deleted to free it.
+    fs = FaultFileSystem(capacity=200_000)
+    broker = Broker.open("/data", fs=fs, now_ms=0)
+    broker.create_topic("big", now_ms=0)
+    broker.create_topic("small", now_ms=0)
+    assert fill(broker, "big") > 0
+    used = fs.used_bytes()
+    broker.delete_topic("big")
+    assert fs.used_bytes() < used // 4
+    assert not fs.exists("/data/big-0") and not fs.exists("/data/big-0.deleted")
+    broker.produce("small", 0, batch(1), now_ms=NOW)
+    broker.close()
+    reopened = Broker.open("/data", fs=fs, now_ms=0)
+    assert [t.name for t in reopened.list_topics()] == ["small"]
+    reopened.close()
+
+
+def test_a_delete_a_full_disk_interrupted_is_finished_at_the_next_start() -> None:
+    fs = FaultFileSystem(capacity=200_000)
+    broker = Broker.open("/data", fs=fs, now_ms=0)
+    broker.create_topic("big", now_ms=0)
+    fill(broker, "big")
+    fs.fail("rename", after=1)  # the directory is marked, then the catalogue cannot be saved
+    with pytest.raises(StorageError, match="removed at the next start"):
+        broker.delete_topic("big")
+    assert not broker.has_topic("big")
+    assert fs.exists("/data/big-0.deleted")
+    fs.power_loss()
+    reopened = Broker.open("/data", fs=fs, now_ms=0)
+    assert reopened.list_topics() == []
+    assert not fs.exists("/data/big-0.deleted")
+    assert "finished deleting topic 'big'" in reopened.notes
+    reopened.close()
+
+
+def test_produces_stop_at_the_free_space_reserve_and_metadata_still_fits() -> None:
+    fs = FaultFileSystem(capacity=300_000)
+    broker = Broker.open("/data", BrokerOptions(min_free_bytes=100_000), fs=fs, now_ms=NOW)
+    broker.create_topic("t", now_ms=NOW)
+    with pytest.raises(StorageError, match=r"no space left for records.*min_free_bytes"):
+        for n in range(1000):
+            broker.produce("t", 0, batch(20, start=n), now_ms=NOW)
+    free = fs.free_bytes("/data")
+    assert free is not None and free >= 100_000 - len(batch(20))
+    broker.create_topic("u", now_ms=NOW)  # the reserve keeps room for what is not records
+    broker.delete_topic("t")
+    broker.produce("u", 0, batch(20), now_ms=NOW)
+    broker.close()
