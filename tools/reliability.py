@@ -4,6 +4,7 @@
     python tools/reliability.py power-loss [--rounds 200] [--seed 1] [--fsync always]
     python tools/reliability.py disk-full [--size 64m] [--min-free-bytes 1048576]
     python tools/reliability.py io-errors [--rounds 20]
+    python tools/reliability.py abuse [--idle 3000] [--slowloris 500] [--churn 10000]
 
 kill9: a `logbroker serve` subprocess killed with SIGKILL at random moments under produce and
 group-consume load, restarted each time, then the history check (see `tools/campaigns/`). It
@@ -14,7 +15,8 @@ power-loss: the server in-process on the fault-injecting file system; the power 
 moments (half of them tearing unsynced tails), the broker recovers, and each round is checked
 against the promise of the `--fsync` mode (see `tools/campaigns/power_loss.py`).
 
-disk-full (root: it mounts a tmpfs) and io-errors: see `tools/campaigns/disk_full.py`.
+disk-full (root: it mounts a tmpfs) and io-errors: see `tools/campaigns/disk_full.py`; abuse:
+`tools/campaigns/abuse.py`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools.campaigns.abuse import AbuseResult, run_abuse
 from tools.campaigns.disk_full import DiskFullResult, IoErrorsResult, run_disk_full, run_io_errors
 from tools.campaigns.kill9 import Kill9Result, run_kill9
 from tools.campaigns.power_loss import PowerLossResult, run_power_loss
@@ -56,6 +59,12 @@ def main() -> None:
     errors = commands.add_parser("io-errors", help="the N-th write or fsync fails, for every N")
     errors.add_argument("--rounds", type=int, default=20, help="workloads, each with every N of every op")
     errors.add_argument("--seed", type=int, default=1)
+    abuse = commands.add_parser("abuse", help="idle, slowloris, churn and reset connections")
+    abuse.add_argument("--idle", type=int, default=3000)
+    abuse.add_argument("--slowloris", type=int, default=500)
+    abuse.add_argument("--churn", type=int, default=10000)
+    abuse.add_argument("--resets", type=int, default=2000)
+    abuse.add_argument("--max-connections", type=int, default=4000)
     args = parser.parse_args()
     logging.getLogger("logbroker").setLevel(logging.CRITICAL)  # the faults make the broker complain
     started = time.monotonic()
@@ -66,12 +75,22 @@ def main() -> None:
     work: Path | None = None
     if args.campaign == "disk-full":
         mount_under = Path(tempfile.mkdtemp(prefix="logbroker-disk-full-"))
-        result: Kill9Result | PowerLossResult | DiskFullResult | IoErrorsResult = trio.run(
+        result: Kill9Result | PowerLossResult | DiskFullResult | IoErrorsResult | AbuseResult = trio.run(
             lambda: run_disk_full(
                 mount_under, size=args.size, min_free_bytes=args.min_free_bytes, log=progress
             )
         )
         shutil.rmtree(mount_under, ignore_errors=True)
+    elif args.campaign == "abuse":
+        result = trio.run(
+            lambda: run_abuse(
+                idle=args.idle,
+                slowloris=args.slowloris,
+                churn=args.churn,
+                resets=args.resets,
+                max_connections=args.max_connections,
+            )
+        )
     elif args.campaign == "io-errors":
         result = trio.run(lambda: run_io_errors(rounds=args.rounds, seed=args.seed))
     elif args.campaign == "kill9":
