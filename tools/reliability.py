@@ -5,6 +5,7 @@
     python tools/reliability.py disk-full [--size 64m] [--min-free-bytes 1048576]
     python tools/reliability.py io-errors [--rounds 20]
     python tools/reliability.py abuse [--idle 3000] [--slowloris 500] [--churn 10000]
+    python tools/reliability.py failpoints [--rounds 1000]
 
 kill9: a `logbroker serve` subprocess killed with SIGKILL at random moments under produce and
 group-consume load, restarted each time, then the history check (see `tools/campaigns/`). It
@@ -16,7 +17,7 @@ moments (half of them tearing unsynced tails), the broker recovers, and each rou
 against the promise of the `--fsync` mode (see `tools/campaigns/power_loss.py`).
 
 disk-full (root: it mounts a tmpfs) and io-errors: see `tools/campaigns/disk_full.py`; abuse:
-`tools/campaigns/abuse.py`.
+`tools/campaigns/abuse.py`; failpoints: `tools/campaigns/failpoints.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tools.campaigns.abuse import AbuseResult, run_abuse
 from tools.campaigns.disk_full import DiskFullResult, IoErrorsResult, run_disk_full, run_io_errors
+from tools.campaigns.failpoints import FailpointsResult, run_failpoints
 from tools.campaigns.kill9 import Kill9Result, run_kill9
 from tools.campaigns.power_loss import PowerLossResult, run_power_loss
 
@@ -65,6 +67,9 @@ def main() -> None:
     abuse.add_argument("--churn", type=int, default=10000)
     abuse.add_argument("--resets", type=int, default=2000)
     abuse.add_argument("--max-connections", type=int, default=4000)
+    points = commands.add_parser("failpoints", help="stop at every named failpoint, restart, compare")
+    points.add_argument("--rounds", type=int, default=1000)
+    points.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     logging.getLogger("logbroker").setLevel(logging.CRITICAL)  # the faults make the broker complain
     started = time.monotonic()
@@ -75,12 +80,16 @@ def main() -> None:
     work: Path | None = None
     if args.campaign == "disk-full":
         mount_under = Path(tempfile.mkdtemp(prefix="logbroker-disk-full-"))
-        result: Kill9Result | PowerLossResult | DiskFullResult | IoErrorsResult | AbuseResult = trio.run(
+        result: (
+            Kill9Result | PowerLossResult | DiskFullResult | IoErrorsResult | AbuseResult | FailpointsResult
+        ) = trio.run(
             lambda: run_disk_full(
                 mount_under, size=args.size, min_free_bytes=args.min_free_bytes, log=progress
             )
         )
         shutil.rmtree(mount_under, ignore_errors=True)
+    elif args.campaign == "failpoints":
+        result = run_failpoints(rounds=args.rounds, seed=args.seed)
     elif args.campaign == "abuse":
         result = trio.run(
             lambda: run_abuse(

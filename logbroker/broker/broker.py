@@ -19,6 +19,7 @@ from typing import Literal
 
 import attrs
 
+from logbroker import failpoints
 from logbroker.broker.coordinator import GroupCoordinator
 from logbroker.broker.group_state import GroupSettings
 from logbroker.broker.names import check_topic_name, is_internal
@@ -262,6 +263,7 @@ class Broker:
                     remove_tree(self._fs, leftover)
         topic = self._open_topic(entry, now_ms)
         try:
+            failpoints.hit("topic.create.after_partitions")
             self._store.add(entry)
         except StorageError:
             for log in topic.logs:
@@ -309,6 +311,7 @@ class Broker:
                 for path in dirs:
                     empty_dir(self._fs, path)
                 self._store.remove(name)
+            failpoints.hit("topic.delete.after_catalogue")
             for path in dirs:
                 remove_tree(self._fs, path)
         except (OSError, StorageError) as exc:

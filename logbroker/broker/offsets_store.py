@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from logbroker import failpoints
 from logbroker.records import encode_batch, iter_records
 from logbroker.storage.log import PartitionLog
 
@@ -137,6 +138,7 @@ class OffsetsStore:
         for i in range(0, len(entries), _BATCH):
             self._append(entries[i : i + _BATCH], now_ms)
         self.log.flush()
+        failpoints.hit("compaction.after_rewrite")
         self.log.delete_before(start)
         self._since_compaction = len(entries)
 

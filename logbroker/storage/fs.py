@@ -16,6 +16,8 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Protocol
 
+from logbroker import failpoints
+
 __all__ = ["Buffer", "FileHandle", "FileSystem", "OsFileSystem", "empty_dir", "remove_tree", "write_atomic"]
 
 Buffer = bytes | bytearray | memoryview
@@ -110,6 +112,7 @@ def write_atomic(fs: FileSystem, path: str, data: bytes) -> None:
         handle.fsync()
     finally:
         handle.close()
+    failpoints.hit("metadata.before_rename")
     fs.rename(tmp, path)
     fs.fsync_dir(os.path.dirname(path) or ".")
 

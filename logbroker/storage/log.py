@@ -22,6 +22,7 @@ from typing import Protocol
 
 import attrs
 
+from logbroker import failpoints
 from logbroker.errors import CorruptLogError, LogReadOnlyError, OffsetOutOfRangeError, RecordListTooLargeError
 from logbroker.records.batch import OFFSET, BatchHeader, validate_batches
 from logbroker.storage.config import LogConfig
@@ -218,6 +219,7 @@ class PartitionLog:
                 for part in parts:
                     if isinstance(part, memoryview):
                         part.release()
+        failpoints.hit("append.after_write")
         return base_offset
 
     def _maybe_roll(self, incoming_bytes: int, incoming_records: int, now_ms: int) -> None:
@@ -242,7 +244,9 @@ class PartitionLog:
             return
         try:
             active.seal()
+            failpoints.hit("roll.after_seal")
             segment = self._store.new_segment(active.next_offset, now_ms)
+            failpoints.hit("roll.after_new_segment")
         except LogReadOnlyError as exc:
             self._read_only = exc.message
             raise
@@ -307,6 +311,7 @@ class PartitionLog:
         if new_start > self._log_start:
             self._store.save_log_start(new_start)
             self._log_start = new_start
+            failpoints.hit("retention.after_log_start")
         doomed = segments[:count]
         del segments[:count]
         del self._bases[:count]
