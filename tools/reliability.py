@@ -67,6 +67,7 @@ def main() -> None:
     abuse.add_argument("--churn", type=int, default=10000)
     abuse.add_argument("--resets", type=int, default=2000)
     abuse.add_argument("--max-connections", type=int, default=4000)
+    abuse.add_argument("--rounds", type=int, default=3, help="rounds of abuse (memory must not grow)")
     points = commands.add_parser("failpoints", help="stop at every named failpoint, restart, compare")
     points.add_argument("--rounds", type=int, default=1000)
     points.add_argument("--seed", type=int, default=1)
@@ -98,6 +99,7 @@ def main() -> None:
                 churn=args.churn,
                 resets=args.resets,
                 max_connections=args.max_connections,
+                rounds=args.rounds,
             )
         )
     elif args.campaign == "io-errors":
