@@ -27,6 +27,7 @@ import trio
 import logbroker
 from logbroker.errors import ConnectionClosedError
 from tools.campaigns.broker_process import BrokerProcess
+from tools.campaigns.history import Outcome
 
 __all__ = ["AbuseResult", "run_abuse"]
 
@@ -37,7 +38,7 @@ RSS_SLACK = 20 << 20
 
 
 @attrs.define
-class AbuseResult:
+class AbuseResult(Outcome):
     idle: int = 0
     slowloris: int = 0
     churned: int = 0
@@ -51,14 +52,9 @@ class AbuseResult:
     rss_mb: tuple[float, float, float] = (0.0, 0.0, 0.0)
     #: RSS after the last round minus after the first (the allocator keeps what the first took).
     rss_growth_mb: float = 0.0
-    violations: list[str] = attrs.Factory(list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
 
     def summary(self) -> str:
-        verdict = "no violations" if self.ok else f"VIOLATIONS: {self.violations[:5]}"
+        verdict = self.verdict()
         idle = max(self.idle_closed_after, default=0.0)
         slow = max(self.slow_closed_after, default=0.0)
         return (

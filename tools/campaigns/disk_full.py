@@ -34,7 +34,7 @@ from logbroker.server.config import ServerConfig
 from logbroker.server.server import Server
 from logbroker.storage.fault_fs import FaultFileSystem
 from tools.campaigns.broker_process import BrokerProcess
-from tools.campaigns.history import OK, History, check, produce
+from tools.campaigns.history import OK, History, Outcome, check, produce
 
 __all__ = ["DiskFullResult", "IoErrorsResult", "run_disk_full", "run_io_errors"]
 
@@ -42,20 +42,15 @@ FILL, KEEP = "fill", "keep"
 
 
 @attrs.define
-class DiskFullResult:
+class DiskFullResult(Outcome):
     acked: int = 0
     refused: int = 0
     freed_bytes: int = 0
     resumed: int = 0
     descriptors: tuple[int, int] = (0, 0)
-    violations: list[str] = attrs.Factory(list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
 
     def summary(self) -> str:
-        verdict = "no violations" if self.ok else f"VIOLATIONS: {self.violations[:5]}"
+        verdict = self.verdict()
         return (
             f"filled the disk with {self.acked} acked batches, then {self.refused} refused; deleting the "
             f"topic freed {self.freed_bytes:,} bytes; {self.resumed} batches acked after; descriptors "
@@ -179,19 +174,14 @@ DATA_DIR = "/data"
 
 
 @attrs.define
-class IoErrorsResult:
+class IoErrorsResult(Outcome):
     cases: int = 0
     faults_hit: int = 0
     read_only: int = 0
     acked: int = 0
-    violations: list[str] = attrs.Factory(list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
 
     def summary(self) -> str:
-        verdict = "no violations" if self.ok else f"VIOLATIONS: {self.violations[:5]}"
+        verdict = self.verdict()
         return (
             f"{self.cases} cases, {self.faults_hit} faults hit, {self.read_only} partitions made read-only, "
             f"{self.acked} batches acked; {verdict}"

@@ -21,6 +21,7 @@ from logbroker import failpoints
 from logbroker.broker.broker import Broker, BrokerOptions
 from logbroker.records.codec import encode_batch, iter_records
 from logbroker.storage.fault_fs import FaultFileSystem
+from tools.campaigns.history import Outcome
 
 __all__ = ["FailpointsResult", "run_failpoints"]
 
@@ -36,17 +37,12 @@ class State:
 
 
 @attrs.define
-class FailpointsResult:
+class FailpointsResult(Outcome):
     cases: int = 0
     crashed: int = 0
-    violations: list[str] = attrs.Factory(list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
 
     def summary(self) -> str:
-        verdict = "no violations" if self.ok else f"VIOLATIONS: {self.violations[:5]}"
+        verdict = self.verdict()
         return f"{self.cases} cases over {len(failpoints.POINTS)} failpoints, {self.crashed} stopped at their point; {verdict}"
 
 

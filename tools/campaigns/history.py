@@ -26,11 +26,25 @@ import trio
 import logbroker
 from logbroker.errors import BrokerUnavailableError, LogbrokerError, RequestTimedOutError, StorageError
 
-__all__ = ["Attempt", "History", "Report", "check", "committed_went_back", "produce"]
+__all__ = ["Attempt", "History", "Outcome", "Report", "check", "committed_went_back", "produce"]
 
 OK = "ok"
 FAILED = "failed"
 UNKNOWN = "unknown"
+
+
+@attrs.define
+class Outcome:
+    """What a campaign found: its violations (none: it passed)."""
+
+    violations: list[str] = attrs.Factory(list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def verdict(self) -> str:
+        return "no violations" if self.ok else f"VIOLATIONS: {self.violations[:5]}"
 
 
 @attrs.define

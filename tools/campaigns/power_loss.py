@@ -28,7 +28,7 @@ from logbroker.records.codec import iter_records
 from logbroker.server.config import ServerConfig
 from logbroker.server.server import Server
 from logbroker.storage.fault_fs import FaultFileSystem
-from tools.campaigns.history import History, Report, check, produce
+from tools.campaigns.history import History, Outcome, Report, check, produce
 
 __all__ = ["PowerLossResult", "run_power_loss"]
 
@@ -41,20 +41,15 @@ Log = dict[int, list[tuple[int, bytes]]]
 
 
 @attrs.define
-class PowerLossResult:
+class PowerLossResult(Outcome):
     rounds: int = 0
     torn: int = 0
     acked: int = 0
     acked_lost: int = 0
     records_checked: int = 0
-    violations: list[str] = attrs.Factory(list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
 
     def summary(self) -> str:
-        verdict = "no violations" if self.ok else f"VIOLATIONS: {self.violations[:3]}"
+        verdict = self.verdict()
         return (
             f"{self.rounds} power losses ({self.torn} with torn tails); {self.acked} records acked, "
             f"{self.acked_lost} of them lost (allowed by the mode); {self.records_checked} records "
