@@ -58,7 +58,7 @@ def main() -> None:
     full = commands.add_parser("disk-full", help="fill a tmpfs data directory (needs root)")
     full.add_argument("--size", default="64m", help="the tmpfs size, as mount takes it")
     full.add_argument("--min-free-bytes", type=int, default=1 << 20, help="the broker's reserve")
-    errors = commands.add_parser("io-errors", help="the N-th write or fsync fails, for every N")
+    errors = commands.add_parser("io-errors", help="the N-th write, fsync or rename fails, for every N")
     errors.add_argument("--rounds", type=int, default=20, help="workloads, each with every N of every op")
     errors.add_argument("--seed", type=int, default=1)
     abuse = commands.add_parser("abuse", help="idle, slowloris, churn and reset connections")

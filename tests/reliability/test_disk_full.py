@@ -1,5 +1,5 @@
-"""Disk full and I/O errors (fast tier): a real tmpfs filled by a producer, and the N-th write or
-fsync failing for every N. The long tier: `python tools/reliability.py disk-full|io-errors`."""
+"""Disk full and I/O errors (fast tier): a real tmpfs filled by a producer, and the N-th write,
+fsync or rename failing for every N. The long tier: `python tools/reliability.py disk-full|io-errors`."""
 
 from __future__ import annotations
 

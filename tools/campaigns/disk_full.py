@@ -7,7 +7,7 @@ at once; production resumes; the broker holds no more descriptors than before; a
 kill -9 and a restart every acked record is there, at its offset, with nothing unacked.
 
 `run_io_errors`: the server in-process on the fault-injecting file system, with the N-th write
-(ENOSPC) or fsync (EIO) failing, for every N up to a bound: no produce is acked whose bytes were not
+(ENOSPC), fsync (EIO) or rename (EIO) failing, for every N the workload reaches: no produce is acked whose bytes were not
 stored and fsynced; after an fsync failure the partition takes no more writes (no retry that
 then acks); the other partitions go on; after a restart the log holds every acked record.
 """
@@ -189,7 +189,7 @@ class IoErrorsResult(Outcome):
 
 
 async def run_io_errors(
-    *, ops: tuple[str, ...] = ("write", "fsync"), rounds: int = 1, seed: int = 0
+    *, ops: tuple[str, ...] = ("write", "fsync", "rename"), rounds: int = 1, seed: int = 0
 ) -> IoErrorsResult:
     """For each op, fail its N-th call for every N the workload makes (counted by a run without
     faults); `rounds` repeats that with other random workloads."""
