@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import trio
 
 from logbroker.errors import LogbrokerError
 
-__all__ = ["bootstrap_option", "parse_start", "run_async", "single_error"]
+if TYPE_CHECKING:
+    from logbroker.client import Client
+
+__all__ = ["bootstrap_option", "connect", "parse_start", "run_async", "single_error"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _check_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -26,15 +30,59 @@ def _check_address(ctx: click.Context, param: click.Parameter, value: str) -> st
     return value
 
 
-bootstrap_option = click.option(
-    "--bootstrap",
-    envvar="LOGBROKER_BOOTSTRAP",
-    default="127.0.0.1:9400",
-    show_default=True,
-    metavar="HOST:PORT",
-    callback=_check_address,
-    help="The broker to talk to (env LOGBROKER_BOOTSTRAP).",
-)
+#: The TLS options of this command run (set by the options' callbacks).
+_tls: dict[str, str] = {}
+
+
+def _remember_tls(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        _tls[str(param.name)] = value
+
+
+def _tls_option(name: str, help: str) -> Callable[[F], F]:
+    flag = f"--{name.replace('_', '-')}"
+    env = f"LOGBROKER_{name.upper()}"
+    return click.option(
+        flag,
+        name,
+        envvar=env,
+        type=click.Path(exists=True, dir_okay=False),
+        expose_value=False,
+        callback=_remember_tls,
+        help=f"{help} (env {env}).",
+    )
+
+
+def bootstrap_option(command: F) -> F:
+    """`--bootstrap` and the TLS options of a command that talks to a broker."""
+    for option in (
+        _tls_option("tls_key", "Its private key, when not in the certificate file"),
+        _tls_option("tls_cert", "A client certificate (PEM), for a broker that asks for one"),
+        _tls_option("tls_ca", "Connect with TLS, trusting this CA (PEM) for the broker's certificate"),
+        click.option(
+            "--bootstrap",
+            envvar="LOGBROKER_BOOTSTRAP",
+            default="127.0.0.1:9400",
+            show_default=True,
+            metavar="HOST:PORT",
+            callback=_check_address,
+            help="The broker to talk to (env LOGBROKER_BOOTSTRAP).",
+        ),
+    ):
+        command = option(command)
+    return command
+
+
+async def connect(bootstrap: str, **options: Any) -> Client:
+    """`logbroker.connect`, over TLS when the command was given `--tls-ca` or `--tls-cert`."""
+    from logbroker.client import connect as connect_to
+    from logbroker.tls import client_context
+
+    if _tls:
+        options["ssl_context"] = client_context(
+            _tls.get("tls_ca", ""), _tls.get("tls_cert", ""), _tls.get("tls_key", "")
+        )
+    return await connect_to(bootstrap, **options)
 
 
 def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:

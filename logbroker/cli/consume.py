@@ -11,9 +11,9 @@ from typing import BinaryIO
 import click
 import trio
 
-from logbroker.client import GroupMessage, Message, connect
+from logbroker.client import GroupMessage, Message
 
-from .common import bootstrap_option, parse_start, run_async
+from .common import bootstrap_option, connect, parse_start, run_async
 from .output import bytes_json, headers_json, json_line
 
 __all__ = ["consume"]

@@ -6,10 +6,9 @@ import json
 
 import click
 
-from logbroker.client import connect
 from logbroker.protocol.messages import DescribeGroupResponse, GroupOffsetInfo, GroupSummary
 
-from .common import bootstrap_option, parse_start, run_async
+from .common import bootstrap_option, connect, parse_start, run_async
 from .output import json_line
 
 __all__ = ["groups", "offsets"]

@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 import click
 import trio
 
-from logbroker.client import connect
 from logbroker.client.client import Client
 from logbroker.errors import ConnectionClosedError, LogbrokerError
 
-from .common import bootstrap_option, run_async
+from .common import bootstrap_option, connect, run_async
 
 __all__ = ["produce"]
 

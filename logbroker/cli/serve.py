@@ -112,6 +112,21 @@ def _limit_options(fn: Any) -> Any:
     help="The host Kafka clients are told to connect to.  [default: the --host address]",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The broker's certificate chain (PEM): both listeners take TLS only.  [default: off]",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="Its private key (PEM)."
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Require client certificates signed by this CA (mutual TLS).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=None,
@@ -196,6 +211,11 @@ async def _serve(config: ServerConfig) -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(run_server)
                 logger.info("listening on %s", server.address)
+                if config.tls_cert:
+                    logger.info(
+                        "TLS on both listeners (TLS 1.2 or later%s)",
+                        ", client certificates required" if config.tls_client_ca else "",
+                    )
                 print(f"logbroker listening on {server.address}", flush=True)
                 if server.kafka_port >= 0:
                     print(f"logbroker speaks Kafka on {server.host}:{server.kafka_port}", flush=True)

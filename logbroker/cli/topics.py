@@ -6,10 +6,9 @@ import json
 
 import click
 
-from logbroker.client import connect
 from logbroker.client.client import TopicDescription
 
-from .common import bootstrap_option, run_async
+from .common import bootstrap_option, connect, run_async
 from .output import json_line
 
 __all__ = ["topics"]

@@ -14,6 +14,7 @@ saw it go down fails with `ConnectionClosedError`, which is retriable).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -64,21 +65,32 @@ OffsetSpec = Literal["earliest", "latest"] | int
 
 
 async def connect(
-    address: str = "127.0.0.1:9400", *, client_id: str = "logbroker-python", connect_timeout: float = 10.0
+    address: str = "127.0.0.1:9400",
+    *,
+    client_id: str = "logbroker-python",
+    connect_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Client:
-    """Connect to a broker; raises `ConnectionClosedError` if it cannot be reached."""
-    client = Client(address, client_id=client_id, connect_timeout=connect_timeout)
+    """Connect to a broker; raises `ConnectionClosedError` if it cannot be reached. For a broker
+    with TLS, pass `ssl_context` (see `logbroker.tls.client_context`)."""
+    client = Client(address, client_id=client_id, connect_timeout=connect_timeout, ssl_context=ssl_context)
     await client._connection()
     return client
 
 
 class Client:
     def __init__(
-        self, address: str, *, client_id: str = "logbroker-python", connect_timeout: float = 10.0
+        self,
+        address: str,
+        *,
+        client_id: str = "logbroker-python",
+        connect_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
         self.client_id = client_id
         self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
         self._conn: BrokerConnection | None = None
         self._connecting = trio.Lock()
         self._closed = False
@@ -105,7 +117,9 @@ class Client:
                 if self._conn is not None:  # broken: its socket is closed before a new one opens
                     old, self._conn = self._conn, None
                     await old.aclose()
-                conn = await BrokerConnection.open(self.address, connect_timeout=self.connect_timeout)
+                conn = await BrokerConnection.open(
+                    self.address, connect_timeout=self.connect_timeout, ssl_context=self.ssl_context
+                )
                 try:
                     response, _ = await conn.request(Hello(client_id=self.client_id))
                 except BaseException:

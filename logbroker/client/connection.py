@@ -9,6 +9,7 @@ no nursery, and `await connect(...)` returns a usable client.
 from __future__ import annotations
 
 import itertools
+import ssl
 
 import trio
 
@@ -46,7 +47,7 @@ class _Slot:
 
 
 class BrokerConnection:
-    def __init__(self, stream: trio.SocketStream, address: str, max_frame_size: int = 256 << 20) -> None:
+    def __init__(self, stream: trio.abc.Stream, address: str, max_frame_size: int = 256 << 20) -> None:
         self.address = address
         self._stream = stream
         self._protocol = Connection(Role.CLIENT, max_frame_size)
@@ -61,13 +62,28 @@ class BrokerConnection:
         self.max_request_bytes: int | None = None
 
     @classmethod
-    async def open(cls, address: str, *, connect_timeout: float = 10.0) -> BrokerConnection:
+    async def open(
+        cls, address: str, *, connect_timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> BrokerConnection:
+        """Connect (over TLS with `ssl_context`, checking the broker's certificate for `host`)."""
         host, port = parse_address(address)
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(connect_timeout):
-                stream = await trio.open_tcp_stream(host, port)
-        except (OSError, trio.TooSlowError) as exc:
-            reason = "timed out" if isinstance(exc, trio.TooSlowError) else (exc.strerror or str(exc))
+                stream = tcp = await trio.open_tcp_stream(host, port)
+                if ssl_context is not None:
+                    stream = trio.SSLStream(tcp, ssl_context, server_hostname=host)
+                    await stream.do_handshake()
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            if isinstance(exc, trio.TooSlowError):
+                reason = "timed out"
+            elif isinstance(exc, trio.BrokenResourceError):
+                reason = f"TLS handshake failed: {exc.__cause__ or exc}"
+            else:
+                reason = exc.strerror or str(exc)
             raise ConnectionClosedError(f"cannot connect to {address}: {reason}") from None
         return cls(stream, address)
 
@@ -143,7 +159,7 @@ class BrokerConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._fail(ConnectionClosedError(f"connection to {self.address} lost: {exc}"))
                 return
-            self._protocol.receive_data(data)
+            self._protocol.receive_data(bytes(data))  # TLS streams give bytearrays
             try:
                 while True:
                     event = self._protocol.next_event()

@@ -51,7 +51,7 @@ class _Slot:
 
 
 class KafkaConnection(BaseConnection):
-    def __init__(self, stream: trio.SocketStream, handler: KafkaHandler, config: ServerConfig) -> None:
+    def __init__(self, stream: trio.abc.Stream, handler: KafkaHandler, config: ServerConfig) -> None:
         self._kafka = KafkaProtocol(config.max_frame_bytes)
         super().__init__(stream, config, self._kafka)
         self._handler = handler

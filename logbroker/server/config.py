@@ -59,6 +59,13 @@ class ServerConfig:
     #: Session timeouts a Kafka consumer may ask for (s): Kafka's group.min/max.session.timeout.ms.
     kafka_min_session_timeout: float = 6.0
     kafka_max_session_timeout: float = 1800.0
+    #: TLS on both listeners (they take nothing else): the broker's certificate chain and key
+    #: (PEM files); with `tls_client_ca`, clients must present a certificate it signed.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    #: A TLS handshake not done in this long (s) closes the connection.
+    tls_handshake_timeout: float = 10.0
     #: How long a graceful shutdown waits for in-flight requests (s).
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -88,6 +95,7 @@ class ServerConfig:
             f"frame_timeout={self.frame_timeout}s max_in_flight={self.max_in_flight} "
             f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
             f"min_free_bytes={self.min_free_bytes} "
+            f"tls={'mutual' if self.tls_client_ca else 'on' if self.tls_cert else 'off'} "
             f"groups: ack_timeout={self.default_ack_timeout}s max_deliveries={self.default_max_deliveries} "
             f"session_timeout={self.default_session_timeout}s initial_delay={self.group_initial_delay}s"
             + (
@@ -159,6 +167,10 @@ class ServerConfig:
             raise InvalidConfigError(f"port must be 0 to 65535, not {self.port}")
         if self.default_partitions < 1:
             raise InvalidConfigError("default_partitions must be at least 1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidConfigError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise InvalidConfigError("tls_client_ca needs tls_cert and tls_key")
         if self.min_free_bytes < 0:
             raise InvalidConfigError("min_free_bytes must not be negative")
         if self.group_initial_delay < 0:

@@ -56,7 +56,7 @@ from logbroker.server.handlers import RequestHandler, error_response
 if TYPE_CHECKING:
     from logbroker.server.config import ServerConfig
 
-__all__ = ["BaseConnection", "ClientConnection", "SansIOProtocol"]
+__all__ = ["BaseConnection", "ClientConnection", "SansIOProtocol", "peer_name"]
 
 logger = logging.getLogger("logbroker.connections")
 
@@ -79,7 +79,7 @@ class SansIOProtocol(Protocol):
 
 
 class BaseConnection(abc.ABC):
-    def __init__(self, stream: trio.SocketStream, config: ServerConfig, protocol: SansIOProtocol) -> None:
+    def __init__(self, stream: trio.abc.Stream, config: ServerConfig, protocol: SansIOProtocol) -> None:
         self._stream = stream
         self._config = config
         self._protocol = protocol
@@ -100,11 +100,7 @@ class BaseConnection(abc.ABC):
         self._held = 0
         self._budget_freed = trio.Event()
         self.close_reason: str | None = None
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            self.peer = f"{host}:{port}"
-        except OSError:
-            self.peer = "?"
+        self.peer = peer_name(stream)
 
     async def run(self) -> None:
         """Serve the connection until it closes; never raises for a misbehaving client."""
@@ -178,7 +174,7 @@ class BaseConnection(abc.ABC):
                 self.close(why)
                 return
             self._last_activity = trio.current_time()
-            self._protocol.receive_data(data)
+            self._protocol.receive_data(bytes(data))  # TLS streams give bytearrays
             while True:
                 try:
                     event = self._protocol.next_event()
@@ -282,7 +278,7 @@ class BaseConnection(abc.ABC):
 class ClientConnection(BaseConnection):
     """A connection of the native protocol."""
 
-    def __init__(self, stream: trio.SocketStream, handler: RequestHandler, config: ServerConfig) -> None:
+    def __init__(self, stream: trio.abc.Stream, handler: RequestHandler, config: ServerConfig) -> None:
         self._native = Connection(Role.SERVER, config.max_frame_bytes)
         super().__init__(stream, config, self._native)
         self._handler = handler
@@ -372,3 +368,14 @@ def _connection_lost(exc: Exception) -> Exception | None:
                 leaf = leaf.exceptions[0]
             return leaf
     return None
+
+
+def peer_name(stream: trio.abc.Stream) -> str:
+    """HOST:PORT of the other end of a TCP stream (through TLS too), or "?"."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    try:
+        host, port = stream.socket.getpeername()[:2]  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        return "?"
+    return f"{host}:{port}"

@@ -28,10 +28,11 @@ from logbroker.errors import LogbrokerError
 from logbroker.kafka.connection import KafkaConnection
 from logbroker.kafka.handlers import KafkaHandler
 from logbroker.server.config import ServerConfig
-from logbroker.server.connection import BaseConnection, ClientConnection, refusal
+from logbroker.server.connection import BaseConnection, ClientConnection, peer_name, refusal
 from logbroker.server.flusher import Flusher
 from logbroker.server.handlers import RequestHandler, monotonic_ms
 from logbroker.server.signals import DataSignals
+from logbroker.tls import server_context
 
 __all__ = ["Server", "serve"]
 
@@ -51,6 +52,14 @@ class Server:
         self.handler = RequestHandler(broker, self.config, self.flusher, self.signals, wall_clock_ms)
         self.kafka = KafkaHandler(self.handler, self.config.advertised_kafka_host, lambda: self.kafka_port)
         self.connections: set[BaseConnection] = set()
+        #: Connections still in their TLS handshake (they count against `max_connections`).
+        self.handshaking = 0
+        #: TLS for both listeners (None: plain TCP).
+        self.tls = (
+            server_context(self.config.tls_cert, self.config.tls_key, self.config.tls_client_ca)
+            if self.config.tls_cert
+            else None
+        )
         self.host = self.config.host
         self.port = self.config.port
         #: The Kafka listener's bound port (-1: off).
@@ -139,28 +148,55 @@ class Server:
             await self.flusher.flush_round()
             background.cancel_scope.cancel()
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        if len(self.connections) >= self.config.max_connections:
+    async def _handle(self, tcp: trio.SocketStream) -> None:
+        if len(self.connections) + self.handshaking >= self.config.max_connections:
             reason = f"too many connections (max_connections is {self.config.max_connections})"
             logger.warning("refused a connection: %s", reason)
-            with trio.move_on_after(1):
-                try:
-                    await stream.send_all(refusal(reason))
-                except trio.BrokenResourceError:
-                    pass
-            await stream.aclose()
+            if self.tls is None:  # a TLS client could not read a plain refusal
+                with trio.move_on_after(1):
+                    try:
+                        await tcp.send_all(refusal(reason))
+                    except trio.BrokenResourceError:
+                        pass
+            await tcp.aclose()
             return
-        await self._run_connection(ClientConnection(stream, self.handler, self.config))
+        stream = await self._secure(tcp)
+        if stream is not None:
+            await self._run_connection(ClientConnection(stream, self.handler, self.config))
 
-    async def _handle_kafka(self, stream: trio.SocketStream) -> None:
-        if len(self.connections) >= self.config.max_connections:
+    async def _handle_kafka(self, tcp: trio.SocketStream) -> None:
+        if len(self.connections) + self.handshaking >= self.config.max_connections:
             logger.warning(
                 "refused a Kafka connection: too many connections (max_connections is %d)",
                 self.config.max_connections,
             )
-            await stream.aclose()
+            await tcp.aclose()
             return
-        await self._run_connection(KafkaConnection(stream, self.kafka, self.config))
+        stream = await self._secure(tcp)
+        if stream is not None:
+            await self._run_connection(KafkaConnection(stream, self.kafka, self.config))
+
+    async def _secure(self, tcp: trio.SocketStream) -> trio.abc.Stream | None:
+        """The connection's stream: TLS once its handshake succeeds within the timeout (None,
+        and closed, when it does not: plaintext, garbage, a wrong or missing client certificate)."""
+        if self.tls is None:
+            return tcp
+        stream = trio.SSLStream(tcp, self.tls, server_side=True)
+        self.handshaking += 1
+        try:
+            with trio.move_on_after(self.config.tls_handshake_timeout) as waited:
+                try:
+                    await stream.do_handshake()
+                    return stream
+                except trio.BrokenResourceError as exc:
+                    reason = str(exc.__cause__ or exc)
+        finally:
+            self.handshaking -= 1
+        if waited.cancelled_caught:
+            reason = f"no TLS handshake within {self.config.tls_handshake_timeout} s"
+        logger.info("%s: TLS handshake failed: %s", peer_name(tcp), reason)
+        await tcp.aclose()
+        return None
 
     async def _run_connection(self, connection: BaseConnection) -> None:
         self.connections.add(connection)
