@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+import trustme
+
 from logbroker.testing import BrokerThread
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -28,7 +31,7 @@ def test_the_kafka_example_runs() -> None:
 
 def test_the_python_examples_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    scripts = [b for b in blocks if "127.0.0.1:9400" in b]
+    scripts = [b for b in blocks if "127.0.0.1:9400" in b and "ssl_context" not in b]
     assert len(scripts) >= 2
     for script in scripts:
         with BrokerThread() as broker:
@@ -36,3 +39,18 @@ def test_the_python_examples_run() -> None:
                 compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"),
                 {"__name__": "readme"},
             )
+
+
+def test_the_tls_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    [script] = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "ssl_context" in b]
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "broker.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "broker.key"))
+    monkeypatch.chdir(tmp_path)  # the example names ca.pem
+    with BrokerThread(tls_cert="broker.pem", tls_key="broker.key") as broker:
+        exec(
+            compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"),
+            {"__name__": "readme"},
+        )
