@@ -522,25 +522,12 @@ class GroupCoordinator:
                 continue
             group = self.groups[name]
             for (t, p), state in sorted(group.partitions.items()):
-                if topic is not None and t != topic:
-                    continue
-                try:
-                    log = self.broker.log(t, p)
-                except UnknownTopicOrPartitionError:
-                    continue
-                end = self.broker.high_watermark(log)
-                yield OffsetRow(
-                    name,
-                    t,
-                    p,
-                    state.committed,
-                    state.cursor,
-                    log.log_start_offset,
-                    end,
-                    max(end - state.committed, 0),
-                    state.in_flight_count,
-                    state.owner,
-                )
+                if topic is None or t == topic:
+                    row = self._row(
+                        name, t, p, state.committed, state.cursor, state.in_flight_count, state.owner
+                    )
+                    if row is not None:
+                        yield row
 
     def _classic_rows(self, group: ClassicGroup, topic: str | None) -> Iterator[OffsetRow]:
         owners = {
@@ -549,25 +536,31 @@ class GroupCoordinator:
             for tp in assigned_partitions(assignment)
         }
         for (t, p), (committed, _) in sorted(group.offsets.items()):
-            if topic is not None and t != topic:
-                continue
-            try:
-                log = self.broker.log(t, p)
-            except UnknownTopicOrPartitionError:
-                continue
-            end = self.broker.high_watermark(log)
-            yield OffsetRow(
-                group.name,
-                t,
-                p,
-                committed,
-                committed,
-                log.log_start_offset,
-                end,
-                max(end - committed, 0),
-                0,
-                owners.get((t, p)),
-            )
+            if topic is None or t == topic:
+                row = self._row(group.name, t, p, committed, committed, 0, owners.get((t, p)))
+                if row is not None:
+                    yield row
+
+    def _row(
+        self,
+        group: str,
+        topic: str,
+        partition: int,
+        committed: int,
+        cursor: int,
+        in_flight: int,
+        owner: str | None,
+    ) -> OffsetRow | None:
+        """The row of a partition with a committed offset (None when the partition is gone)."""
+        try:
+            log = self.broker.log(topic, partition)
+        except UnknownTopicOrPartitionError:
+            return None
+        end = self.broker.high_watermark(log)
+        lag = max(end - committed, 0)
+        return OffsetRow(
+            group, topic, partition, committed, cursor, log.log_start_offset, end, lag, in_flight, owner
+        )
 
     def reset_offsets(
         self, group_name: str, topic: str, to: str | int, *, timestamp: int | None = None, now_ms: int
