@@ -95,12 +95,10 @@ async def run_abuse(
     )
     await broker.start()
     try:
-        assert broker.proc is not None
-        pid = broker.proc.pid
         async with await logbroker.connect(broker.address) as client:
             await client.create_topic("canary")
             await _canary(client, 1.0)  # warm up
-            fds_before, rss_before = _descriptors(pid), _rss_mb(pid)
+            fds_before, rss_before = broker.descriptors(), broker.rss_mb()
             result.quiet_p99_ms = await _canary(client, 3.0)
             rss_after_round: list[float] = []
             for _ in range(rounds):  # the first round warms the allocator up; later ones must not grow
@@ -112,13 +110,13 @@ async def run_abuse(
                     nursery.start_soon(_churn, broker.port, churn, result)
                     nursery.start_soon(_resets, broker.port, resets, result)
                     await trio.sleep(0.5)  # the abusers are connected
-                    peak_fds, peak_rss = _descriptors(pid), _rss_mb(pid)
+                    peak_fds, peak_rss = broker.descriptors(), broker.rss_mb()
                     result.refused = await _over_the_limit(broker.port, max_connections - idle - slowloris)
                     result.abused_p99_ms = await _canary(client, 2.0)
                 await trio.sleep(1.0)  # the broker closes what the abusers left
                 await _canary(client, 0.5)
-                rss_after_round.append(_rss_mb(pid))
-            fds_after = _descriptors(pid)
+                rss_after_round.append(broker.rss_mb())
+            fds_after = broker.descriptors()
         result.descriptors = (fds_before, peak_fds, fds_after)
         result.rss_mb = (rss_before, peak_rss, rss_after_round[-1])
         result.rss_growth_mb = rss_after_round[-1] - rss_after_round[0]
@@ -254,14 +252,3 @@ async def _over_the_limit(port: int, room: int) -> int:
         for stream in streams:
             await stream.aclose()
     return refused
-
-
-def _descriptors(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0

@@ -88,3 +88,16 @@ class BrokerProcess:
             self.proc.stdout.close()
         self.proc = None
         return code
+
+    def descriptors(self) -> int:
+        """How many file descriptors the running broker holds."""
+        assert self.proc is not None
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_mb(self) -> float:
+        """The running broker's resident memory (MB)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0

@@ -87,8 +87,7 @@ async def run_disk_full(
             await client.create_topic(KEEP)
             for n in range(10):
                 await client.produce(KEEP, [b"keep-%d" % n])
-            assert broker.proc is not None
-            baseline = _descriptors(broker.proc.pid)
+            baseline = broker.descriptors()
             history = History()
             value = os.urandom(8 << 10)
             refusals: list[str] = []
@@ -135,7 +134,7 @@ async def run_disk_full(
             for _ in range(50):
                 await client.produce(KEEP, [value])
                 result.resumed += 1
-            result.descriptors = (baseline, _descriptors(broker.proc.pid))
+            result.descriptors = (baseline, broker.descriptors())
             if result.descriptors[1] > baseline + 4:
                 result.violations.append(f"descriptors grew from {baseline} to {result.descriptors[1]}")
             end = await client.list_offset(KEEP, 0, "latest")
@@ -151,10 +150,6 @@ async def run_disk_full(
         with trio.CancelScope(shield=True):
             await trio.run_process(["umount", "-l", str(mount)], check=False)
     return result
-
-
-def _descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 async def _read_topic(client: logbroker.Client, topic: str) -> list[tuple[int, bytes]]:
