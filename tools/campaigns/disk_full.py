@@ -34,7 +34,7 @@ from logbroker.server.config import ServerConfig
 from logbroker.server.server import Server
 from logbroker.storage.fault_fs import FaultFileSystem
 from tools.campaigns.broker_process import BrokerProcess
-from tools.campaigns.history import OK, History, Outcome, check, produce
+from tools.campaigns.history import OK, History, Outcome, check, produce, read_back
 
 __all__ = ["DiskFullResult", "IoErrorsResult", "run_disk_full", "run_io_errors"]
 
@@ -122,8 +122,8 @@ async def run_disk_full(
             except LogbrokerError as exc:
                 result.violations.append(f"a group commit failed on the full disk: {exc}")
             # The acked records are all there before the topic goes.
-            fetched = await _read_topic(client, FILL)
-            report = check(history, {0: fetched}, expect_consumed=False)
+            fetched, _ = await read_back(client, FILL, 1)
+            report = check(history, fetched, expect_consumed=False)
             if not report.ok:
                 result.violations.append(f"before the delete: {report.summary()}")
             free_before = shutil.disk_usage(mount).free
@@ -150,17 +150,6 @@ async def run_disk_full(
         with trio.CancelScope(shield=True):
             await trio.run_process(["umount", "-l", str(mount)], check=False)
     return result
-
-
-async def _read_topic(client: logbroker.Client, topic: str) -> list[tuple[int, bytes]]:
-    end = await client.list_offset(topic, 0, "latest") or 0
-    records: list[tuple[int, bytes]] = []
-    if end:
-        async for message in client.consumer(topic):
-            records.append((message.offset, message.value or b""))
-            if message.offset + 1 >= end:
-                break
-    return records
 
 
 # -- I/O errors at every step ------------------------------------------------------------------

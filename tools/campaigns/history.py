@@ -26,7 +26,7 @@ import trio
 import logbroker
 from logbroker.errors import BrokerUnavailableError, LogbrokerError, RequestTimedOutError, StorageError
 
-__all__ = ["Attempt", "History", "Outcome", "Report", "check", "committed_went_back", "produce"]
+__all__ = ["Attempt", "History", "Outcome", "Report", "check", "committed_went_back", "produce", "read_back"]
 
 OK = "ok"
 FAILED = "failed"
@@ -231,3 +231,22 @@ async def produce(client: logbroker.Client, topic: str, attempt: Attempt) -> boo
     attempt.outcome = OK
     attempt.acked_at = trio.current_time()
     return True
+
+
+async def read_back(
+    client: logbroker.Client, topic: str, partitions: int
+) -> tuple[dict[int, list[tuple[int, bytes]]], dict[int, int]]:
+    """Every record of `topic` as (offset, value) per partition, from each partition's log
+    start to its end; and the log starts (what `check` takes)."""
+    records: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(partitions)}
+    start = {p: await client.list_offset(topic, p, "earliest") or 0 for p in range(partitions)}
+    end = {p: await client.list_offset(topic, p, "latest") or 0 for p in range(partitions)}
+    left = sum(end[p] - start[p] for p in range(partitions))
+    if left:
+        async for message in client.consumer(topic, start="earliest"):
+            if message.offset < end[message.partition]:
+                records[message.partition].append((message.offset, message.value or b""))
+                left -= 1
+            if left == 0:
+                break
+    return records, start

@@ -20,7 +20,16 @@ import trio
 import logbroker
 from logbroker.errors import LogbrokerError
 from tools.campaigns.broker_process import BrokerProcess
-from tools.campaigns.history import FAILED, OK, History, Report, check, committed_went_back, produce
+from tools.campaigns.history import (
+    FAILED,
+    OK,
+    History,
+    Report,
+    check,
+    committed_went_back,
+    produce,
+    read_back,
+)
 
 __all__ = ["Kill9Result", "run_kill9"]
 
@@ -98,7 +107,8 @@ async def run_kill9(
             stop_producing.set()
             await _wait_consumed(history, drain_timeout)
             nursery.cancel_scope.cancel()
-        records, log_start = await _read_back(broker.address, producers)
+        async with await logbroker.connect(broker.address) as client:
+            records, log_start = await read_back(client, TOPIC, producers)
     finally:
         broker.kill()
     report = check(history, records, log_start=log_start)
@@ -159,23 +169,3 @@ async def _wait_consumed(history: History, within: float) -> None:
             if all(p in read for a in history.attempts if a.outcome == OK for p in a.payloads):
                 return
             await trio.sleep(0.1)
-
-
-async def _read_back(
-    address: str, partitions: int
-) -> tuple[dict[int, list[tuple[int, bytes]]], dict[int, int]]:
-    """Every record of the topic, from each partition's log start to its end."""
-    records: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(partitions)}
-    async with await logbroker.connect(address) as client:
-        start = {p: await client.list_offset(TOPIC, p, "earliest") or 0 for p in range(partitions)}
-        end = {p: await client.list_offset(TOPIC, p, "latest") or 0 for p in range(partitions)}
-        left = sum(end[p] - start[p] for p in range(partitions))
-        if left:
-            consumer = client.consumer(TOPIC, start="earliest")
-            async for message in consumer:
-                if message.offset < end[message.partition]:
-                    records[message.partition].append((message.offset, message.value or b""))
-                    left -= 1
-                if left == 0:
-                    break
-    return records, start
