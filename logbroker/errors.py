@@ -12,13 +12,16 @@ from typing import ClassVar
 
 __all__ = [
     "BrokerUnavailableError",
+    "ClusterAuthorizationFailedError",
     "ConnectionClosedError",
     "CoordinatorNotAvailableError",
     "CorruptLogError",
     "CorruptRecordError",
     "FrameTooLargeError",
+    "GroupAuthorizationFailedError",
     "GroupIdNotFoundError",
     "IllegalGenerationError",
+    "IllegalSaslStateError",
     "InconsistentGroupProtocolError",
     "InvalidConfigError",
     "InvalidGroupIdError",
@@ -41,11 +44,14 @@ __all__ = [
     "RebalanceInProgressError",
     "RecordListTooLargeError",
     "RequestTimedOutError",
+    "SaslAuthenticationError",
     "StorageError",
     "TopicAlreadyExistsError",
+    "TopicAuthorizationFailedError",
     "UnknownMemberIdError",
     "UnknownTopicOrPartitionError",
     "UnsupportedCompressionError",
+    "UnsupportedSaslMechanismError",
     "UnsupportedVersionError",
     "for_code",
 ]
@@ -309,6 +315,48 @@ class InvalidProducerEpochError(LogbrokerError):
 class GroupIdNotFoundError(LogbrokerError):
     code = 69
     name = "GROUP_ID_NOT_FOUND"
+
+
+class UnsupportedSaslMechanismError(LogbrokerError):
+    """The client asked for a SASL mechanism the broker does not offer (or not on this transport)."""
+
+    code = 33
+    name = "UNSUPPORTED_SASL_MECHANISM"
+
+
+class IllegalSaslStateError(LogbrokerError):
+    """A SASL request out of turn (an authenticate before the handshake, a second login)."""
+
+    code = 34
+    name = "ILLEGAL_SASL_STATE"
+
+
+class SaslAuthenticationError(LogbrokerError):
+    """A login failed: unknown user, wrong password, or a malformed exchange."""
+
+    code = 58
+    name = "SASL_AUTHENTICATION_FAILED"
+
+
+class TopicAuthorizationFailedError(LogbrokerError):
+    """The principal may not do this to the topic (ACLs)."""
+
+    code = 29
+    name = "TOPIC_AUTHORIZATION_FAILED"
+
+
+class GroupAuthorizationFailedError(LogbrokerError):
+    """The principal may not do this to the group (ACLs)."""
+
+    code = 30
+    name = "GROUP_AUTHORIZATION_FAILED"
+
+
+class ClusterAuthorizationFailedError(LogbrokerError):
+    """The principal may not do this to the cluster (ACLs): create topics, manage groups' offsets."""
+
+    code = 31
+    name = "CLUSTER_AUTHORIZATION_FAILED"
 
 
 class ProtocolError(LogbrokerError):

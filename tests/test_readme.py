@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from logbroker.security.users import UserStore
 from logbroker.testing import BrokerThread
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -31,7 +32,7 @@ def test_the_kafka_example_runs() -> None:
 
 def test_the_python_examples_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    scripts = [b for b in blocks if "127.0.0.1:9400" in b and "ssl_context" not in b]
+    scripts = [b for b in blocks if "127.0.0.1:9400" in b and "ssl_context" not in b and "username=" not in b]
     assert len(scripts) >= 2
     for script in scripts:
         with BrokerThread() as broker:
@@ -50,6 +51,17 @@ def test_the_tls_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     issued.private_key_pem.write_to_path(str(tmp_path / "broker.key"))
     monkeypatch.chdir(tmp_path)  # the example names ca.pem
     with BrokerThread(tls_cert="broker.pem", tls_key="broker.key") as broker:
+        exec(
+            compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"),
+            {"__name__": "readme"},
+        )
+
+
+def test_the_login_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    [script] = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "username=" in b]
+    UserStore(str(tmp_path)).add("alice", "wonderland", iterations=4096)
+    monkeypatch.setenv("LOGBROKER_PASSWORD", "wonderland")
+    with BrokerThread(authenticate=True, security_dir=str(tmp_path)) as broker:
         exec(
             compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"),
             {"__name__": "readme"},

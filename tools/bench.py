@@ -63,10 +63,10 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 import trio
 
@@ -108,13 +108,15 @@ class Report:
 
 
 @contextmanager
-def broker_process(fsync: str = "always", *, memory: bool = False, kafka: bool = False) -> Iterator[Broker]:
+def broker_process(
+    fsync: str = "always", *, memory: bool = False, kafka: bool = False, extra: Sequence[str] = ()
+) -> Iterator[Broker]:
     """A broker on free ports with file storage in a temp directory (or in memory), and with `kafka`
-    a Kafka listener whose groups assign as soon as the first member joins."""
+    a Kafka listener whose groups assign as soon as the first member joins; `extra`: more flags."""
     data = "" if memory else tempfile.mkdtemp(prefix="logbroker-bench-")
     storage = ["--memory"] if memory else ["--data-dir", data, "--fsync", fsync]
     listener = ["--kafka-port", "0", "--kafka-group-initial-delay", "0"] if kafka else []
-    options = ["--port", "0", "--log-level", "warning", *storage, *listener]
+    options = ["--port", "0", "--log-level", "warning", *storage, *listener, *extra]
     proc = subprocess.Popen(
         [sys.executable, "-m", "logbroker.cli", "serve", *options],
         stdout=subprocess.PIPE,
@@ -144,8 +146,8 @@ def announced(stdout: IO[bytes], prefix: str) -> str:
     return line.split()[-1]
 
 
-async def produce(address: str, records: int) -> float:
-    async with await logbroker.connect(address) as client:
+async def produce(address: str, records: int, **login: Any) -> float:
+    async with await logbroker.connect(address, **login) as client:
         await client.create_topic("bench")
         started = time.perf_counter()
         async with client.producer(linger_ms=5, batch_bytes=1 << 20) as producer:
@@ -249,10 +251,15 @@ def create_topic(address: str, topic: str) -> None:
     trio.run(create)
 
 
-def confluent_produce(bootstrap: str, topic: str, records: int) -> float:
+def confluent_produce(bootstrap: str, topic: str, records: int, **settings: str) -> float:
     """Seconds from the first `produce` to `flush()` returning 0 (acks=all, the default)."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages": 10_000_000}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 10_000_000,
+            **settings,
+        }
     )
     produce, poll = producer.produce, producer.poll
     started = time.perf_counter()

@@ -310,6 +310,23 @@ def assign(
         owner = min(candidates, key=lambda m: (load[m], m))
         result[tp] = owner
         load[owner] += 1
+    # Third pass: the quotas round up, so kept partitions can leave a member two or more behind
+    # (4 partitions kept 2 and 2, a third member with none): move partitions from the most
+    # loaded to the least loaded subscriber until no move narrows the gap. Each move lowers the
+    # sum of squared loads, so this ends.
+    moved = True
+    while moved:
+        moved = False
+        for tp in reversed(wanted):
+            owner = result[tp]
+            if owner is None:
+                continue
+            target = min(subscribers[tp[0]], key=lambda m: (load[m], m))
+            if load[owner] - load[target] > 1:
+                result[tp] = target
+                load[owner] -= 1
+                load[target] += 1
+                moved = True
     return result
 
 

@@ -53,9 +53,40 @@ def _tls_option(name: str, help: str) -> Callable[[F], F]:
     )
 
 
+#: The login options of this command run (set by the options' callbacks).
+_login: dict[str, str] = {}
+
+
+def _remember_login(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        _login[str(param.name)] = value
+
+
 def bootstrap_option(command: F) -> F:
-    """`--bootstrap` and the TLS options of a command that talks to a broker."""
+    """`--bootstrap`, and the TLS and login options of a command that talks to a broker."""
     for option in (
+        click.option(
+            "--sasl-mechanism",
+            envvar="LOGBROKER_SASL_MECHANISM",
+            type=click.Choice(["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]),
+            expose_value=False,
+            callback=_remember_login,
+            help="How to log in (PLAIN: over TLS only)  [default: SCRAM-SHA-256] (env LOGBROKER_SASL_MECHANISM).",
+        ),
+        click.option(
+            "--password",
+            envvar="LOGBROKER_PASSWORD",
+            expose_value=False,
+            callback=_remember_login,
+            help="The user's password; prefer the environment variable (env LOGBROKER_PASSWORD).",
+        ),
+        click.option(
+            "--user",
+            envvar="LOGBROKER_USER",
+            expose_value=False,
+            callback=_remember_login,
+            help="Log in as this user, on a broker that requires logins (env LOGBROKER_USER).",
+        ),
         _tls_option("tls_key", "Its private key, when not in the certificate file"),
         _tls_option("tls_cert", "A client certificate (PEM), for a broker that asks for one"),
         _tls_option("tls_ca", "Connect with TLS, trusting this CA (PEM) for the broker's certificate"),
@@ -74,7 +105,8 @@ def bootstrap_option(command: F) -> F:
 
 
 async def connect(bootstrap: str, **options: Any) -> Client:
-    """`logbroker.connect`, over TLS when the command was given `--tls-ca` or `--tls-cert`."""
+    """`logbroker.connect`, over TLS when the command was given `--tls-ca` or `--tls-cert`, and
+    logged in with `--user`."""
     from logbroker.client import connect as connect_to
     from logbroker.tls import client_context
 
@@ -82,6 +114,11 @@ async def connect(bootstrap: str, **options: Any) -> Client:
         options["ssl_context"] = client_context(
             _tls.get("tls_ca", ""), _tls.get("tls_cert", ""), _tls.get("tls_key", "")
         )
+    if "user" in _login:
+        if "password" not in _login:
+            raise click.UsageError("--user needs a password: --password or LOGBROKER_PASSWORD")
+        options.update(username=_login["user"], password=_login["password"])
+        options["mechanism"] = _login.get("sasl_mechanism", "SCRAM-SHA-256")
     return await connect_to(bootstrap, **options)
 
 

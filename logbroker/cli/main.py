@@ -15,6 +15,7 @@ import click
 from logbroker import __version__
 from logbroker.errors import LogbrokerError
 
+from .acls import acls
 from .common import single_error
 from .consume import consume
 from .groups import groups, offsets
@@ -22,6 +23,7 @@ from .inspect import dump, verify
 from .produce import produce
 from .serve import serve
 from .topics import topics
+from .users import users
 
 __all__ = ["cli", "main"]
 
@@ -48,7 +50,7 @@ def cli() -> None:
     """logbroker: a Kafka-style append-only log broker."""
 
 
-for command in (serve, topics, produce, consume, groups, offsets, dump, verify):
+for command in (serve, topics, produce, consume, groups, offsets, dump, verify, users, acls):
     cli.add_command(command)
 
 

@@ -42,6 +42,25 @@ _LIMITS = (
     ("shutdown_timeout", float, "How long a graceful shutdown waits for requests in flight (s)."),
     ("default_partitions", int, "Partitions of topics created without a count."),
     (
+        "quota_produce_bytes",
+        float,
+        "Bytes per second each principal may produce before it is slowed down; 0: no quota.",
+    ),
+    ("quota_fetch_bytes", float, "Bytes per second each principal may fetch; 0: no quota."),
+    ("quota_requests", float, "Requests per second each principal may send; 0: no quota."),
+    ("max_connections_per_ip", int, "Connections one client address may hold open; 0: no limit."),
+    (
+        "login_failure_delay",
+        float,
+        "Wait before answering a failed login (s), doubled per recent failure of the host.  [default: 1]",
+    ),
+    ("login_timeout", float, "Close connections not logged in this long after they open (s).  [default: 30]"),
+    (
+        "pre_auth_max_frame_bytes",
+        int,
+        "Largest frame accepted before a client logs in (bytes).  [default: 65536]",
+    ),
+    (
         "default_ack_timeout",
         float,
         "Ack timeout of groups that set none (s, fractions allowed).  [default: 30]",
@@ -125,6 +144,30 @@ def _limit_options(fn: Any) -> Any:
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="Require client certificates signed by this CA (mutual TLS).",
+)
+@click.option(
+    "--authenticate",
+    is_flag=True,
+    default=None,
+    help="Clients must log in (SASL SCRAM-SHA-256/512; PLAIN over TLS) as a user of `logbroker users`.",
+)
+@click.option(
+    "--authorize",
+    is_flag=True,
+    default=None,
+    help="Check every request against the ACLs of `logbroker acls` (deny by default).",
+)
+@click.option(
+    "--super-users",
+    default=None,
+    metavar="User:NAME,...",
+    help="Principals the ACLs do not restrict.",
+)
+@click.option(
+    "--security-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where users.json and acls.json live.  [default: DATA_DIR/security]",
 )
 @click.option(
     "--log-level",
@@ -215,6 +258,12 @@ async def _serve(config: ServerConfig) -> None:
                     logger.info(
                         "TLS on both listeners (TLS 1.2 or later%s)",
                         ", client certificates required" if config.tls_client_ca else "",
+                    )
+                logger.info("security: %s", server.security.describe())
+                if config.authenticate and not server.security.users.usernames():
+                    logger.warning(
+                        "logins are required but %s has no users: add one with `logbroker users add`",
+                        server.security.directory,
                     )
                 print(f"logbroker listening on {server.address}", flush=True)
                 if server.kafka_port >= 0:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import trio
 
 from logbroker.client.connection import BrokerConnection
-from logbroker.errors import LogbrokerError
+from logbroker.errors import LogbrokerError, SaslAuthenticationError
 from logbroker.protocol.messages import (
     CreateTopic,
     DeleteTopic,
@@ -49,9 +49,13 @@ from logbroker.protocol.messages import (
     ProduceResponse,
     ResetOffsets,
     ResetOffsetsResponse,
+    SaslAuthenticate,
+    SaslAuthenticateResponse,
+    SaslHandshake,
     TopicSummary,
 )
 from logbroker.records import Compression, encode_batch
+from logbroker.security.scram import ScramClient
 
 if TYPE_CHECKING:
     from logbroker.client.consumer import Consumer
@@ -70,10 +74,23 @@ async def connect(
     client_id: str = "logbroker-python",
     connect_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    mechanism: str = "SCRAM-SHA-256",
 ) -> Client:
     """Connect to a broker; raises `ConnectionClosedError` if it cannot be reached. For a broker
-    with TLS, pass `ssl_context` (see `logbroker.tls.client_context`)."""
-    client = Client(address, client_id=client_id, connect_timeout=connect_timeout, ssl_context=ssl_context)
+    with TLS, pass `ssl_context` (see `logbroker.tls.client_context`); for one that requires a
+    login, `username` and `password` (`mechanism`: SCRAM-SHA-256, SCRAM-SHA-512, or PLAIN, which
+    the broker takes over TLS only)."""
+    client = Client(
+        address,
+        client_id=client_id,
+        connect_timeout=connect_timeout,
+        ssl_context=ssl_context,
+        username=username,
+        password=password,
+        mechanism=mechanism,
+    )
     await client._connection()
     return client
 
@@ -86,11 +103,19 @@ class Client:
         client_id: str = "logbroker-python",
         connect_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        mechanism: str = "SCRAM-SHA-256",
     ) -> None:
         self.address = address
         self.client_id = client_id
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
+        self.username = username
+        self._password = password
+        self.mechanism = mechanism
+        #: The principal the broker took this client for after its login ("User:alice").
+        self.principal: str | None = None
         self._conn: BrokerConnection | None = None
         self._connecting = trio.Lock()
         self._closed = False
@@ -122,15 +147,44 @@ class Client:
                 )
                 try:
                     response, _ = await conn.request(Hello(client_id=self.client_id))
+                    assert isinstance(response, HelloResponse)
+                    if self.username is not None:
+                        await self._login(conn)
+                    elif response.sasl_mechanisms:
+                        raise SaslAuthenticationError(
+                            f"the broker at {self.address} requires a login "
+                            f"({', '.join(response.sasl_mechanisms)}): pass username and password"
+                        )
                 except BaseException:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()
                     raise
-                assert isinstance(response, HelloResponse)
                 self.broker_info = response
                 conn.max_request_bytes = response.max_frame_bytes or None
                 self._conn = conn
             return self._conn
+
+    async def _login(self, conn: BrokerConnection) -> None:
+        """SASL over the native protocol: a handshake, then the mechanism's tokens as payloads."""
+
+        async def exchange(message: Message, token: bytes = b"") -> bytes:
+            response, data = await conn.request(message, token)
+            code = getattr(response, "error_code", 0)
+            if code:
+                raise LogbrokerError.from_wire(code, getattr(response, "error_message", None))
+            if isinstance(response, SaslAuthenticateResponse) and response.principal:
+                self.principal = response.principal
+            return data
+
+        username, password = self.username or "", self._password or ""
+        await exchange(SaslHandshake(self.mechanism))
+        if self.mechanism == "PLAIN":
+            await exchange(SaslAuthenticate(), b"\0" + username.encode() + b"\0" + password.encode())
+            return
+        scram = ScramClient(self.mechanism, username, password)
+        server_first = await exchange(SaslAuthenticate(), scram.first())
+        server_final = await exchange(SaslAuthenticate(), scram.final(server_first))
+        scram.verify(server_final)
 
     async def request(self, message: Message, payload: bytes = b"") -> tuple[Message, bytes]:
         """Send one request; raise the error its response reports, if any."""

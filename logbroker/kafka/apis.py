@@ -652,6 +652,33 @@ DESCRIBE_GROUPS = Api(
     ),
 )
 
+# SASL (served when the broker requires a login). Handshake v0 is left out: after it a client
+# sends bare SASL tokens instead of SaslAuthenticate requests, and every target client speaks v1.
+SASL_HANDSHAKE = Api(
+    17,
+    "SaslHandshake",
+    1,
+    1,
+    None,
+    request=Struct(F("mechanism", STRING)),
+    response=Struct(F("error_code", INT16), F("mechanisms", Array(STRING))),
+)
+
+SASL_AUTHENTICATE = Api(
+    36,
+    "SaslAuthenticate",
+    0,
+    2,
+    2,
+    request=Struct(F("auth_bytes", BYTES)),
+    response=Struct(
+        F("error_code", INT16),
+        F("error_message", STRING, nullable="0+", default=None),
+        F("auth_bytes", BYTES),
+        F("session_lifetime_ms", INT64, "1+", default=0),
+    ),
+)
+
 #: Every API served, by key.
 APIS: dict[int, Api] = {
     api.key: api
@@ -674,6 +701,8 @@ APIS: dict[int, Api] = {
         DELETE_TOPICS,
         INIT_PRODUCER_ID,
         DESCRIBE_CONFIGS,
+        SASL_HANDSHAKE,
+        SASL_AUTHENTICATE,
     )
 }
 

@@ -130,8 +130,11 @@ class KafkaHandler:
 
     # -- produce -------------------------------------------------------------------------------
 
-    def produce_now(self, request: KafkaRequest) -> PendingProduce:
-        """Validate and append every partition's batch at once, in arrival order."""
+    def produce_now(
+        self, request: KafkaRequest, refused: Callable[[str], int] = lambda _: 0
+    ) -> PendingProduce:
+        """Validate and append every partition's batch at once, in arrival order. `refused`
+        gives the error code of a topic the client may not write (0: it may)."""
         body = request.body
         results: list[tuple[str, int, int, ProduceResult | None]] = []
         now_ms = self.native.wall_ms()
@@ -148,8 +151,9 @@ class KafkaHandler:
             name = topic["name"]
             for part in topic["partition_data"]:
                 index = part["index"]
-                if refuse:
-                    results.append((name, index, refuse, None))
+                code = refuse or refused(name)
+                if code:
+                    results.append((name, index, code, None))
                     continue
                 try:
                     if not self.broker.has_topic(name):  # only Metadata creates topics, as in Kafka
@@ -202,16 +206,19 @@ class KafkaHandler:
 
     # -- fetch ---------------------------------------------------------------------------------
 
-    async def fetch(self, request: KafkaRequest, budget: int) -> dict[str, Any]:
+    async def fetch(
+        self, request: KafkaRequest, budget: int, refused: Callable[[str], int] = lambda _: 0
+    ) -> dict[str, Any]:
         """Whole stored batches of every requested partition; waits (long poll) until
-        `min_bytes` are there or `max_wait_ms` passes. Every requested partition is answered."""
+        `min_bytes` are there or `max_wait_ms` passes. Every requested partition is answered
+        (with `refused`'s code for a topic the client may not read)."""
         body = request.body
         limit = min(max(body["max_bytes"], 0), self.config.max_fetch_bytes, budget)
         wait_ms = min(max(body["max_wait_ms"], 0), _MAX_WAIT_MS)
         deadline = trio.current_time() + wait_ms / 1000
         min_bytes = body["min_bytes"]
         while True:
-            topics, logs, total, failed = self._fetch_once(body, limit, request.version)
+            topics, logs, total, failed = self._fetch_once(body, limit, request.version, refused)
             if (
                 total >= min_bytes
                 or (min_bytes > 0 and total > 0 and total >= limit)
@@ -225,7 +232,7 @@ class KafkaHandler:
                 await self.native.signals.wait(logs)
 
     def _fetch_once(
-        self, body: dict[str, Any], limit: int, version: int
+        self, body: dict[str, Any], limit: int, version: int, refused: Callable[[str], int]
     ) -> tuple[list[dict[str, Any]], list[PartitionLog], int, bool]:
         topics: list[dict[str, Any]] = []
         logs: list[PartitionLog] = []
@@ -236,6 +243,7 @@ class KafkaHandler:
         for topic in body["topics"]:
             name = topic["topic"]
             parts: list[dict[str, Any]] = []
+            denied = refused(name)
             for wanted in topic["partitions"]:
                 index = wanted["partition"]
                 part = {
@@ -249,6 +257,10 @@ class KafkaHandler:
                     "records": b"",
                 }
                 parts.append(part)
+                if denied:
+                    failed = True
+                    part["error_code"] = denied
+                    continue
                 room = min(max(wanted["partition_max_bytes"], 0), limit - total)
                 if total == 0:
                     room = max(room, 1)  # KIP-74: the answer's first batch comes whole, whatever the limits

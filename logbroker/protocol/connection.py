@@ -77,6 +77,15 @@ class Connection:
         self._broken: ProtocolError | None = None
 
     @property
+    def max_frame_bytes(self) -> int:
+        """Frames announcing more are refused (a server lowers it until a client logs in)."""
+        return self._frames.max_frame_size
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, value: int) -> None:
+        self._frames.max_frame_size = value
+
+    @property
     def partial_frame(self) -> bool:
         """True while bytes of an unfinished frame are buffered (a slow or stalled sender)."""
         return self._frames.buffered > 0

@@ -42,6 +42,10 @@ __all__ = [
     "PolledPartition",
     "ResetOffsets",
     "ResetOffsetsResponse",
+    "SaslAuthenticate",
+    "SaslAuthenticateResponse",
+    "SaslHandshake",
+    "SaslHandshakeResponse",
     "TopicPartitionRef",
     "REQUESTS",
     "RESPONSES",
@@ -104,6 +108,37 @@ class HelloResponse(Response):
     protocol_version: int = PROTOCOL_VERSION
     max_frame_bytes: int = 0
     fsync: str = ""
+    #: The SASL mechanisms of a broker that requires a login (empty: none needed).
+    sasl_mechanisms: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class SaslHandshake(Message):
+    """Start a login with a SASL mechanism (a broker that requires logins takes nothing else
+    before one succeeds, but Hello). The exchange's tokens travel as frame payloads."""
+
+    API_KEY: ClassVar[int] = 18
+    mechanism: str
+
+
+@attrs.frozen
+class SaslHandshakeResponse(Response):
+    API_KEY: ClassVar[int] = 18
+    mechanisms: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class SaslAuthenticate(Message):
+    """One client token of the login (the payload); the answer's payload is the broker's."""
+
+    API_KEY: ClassVar[int] = 19
+
+
+@attrs.frozen
+class SaslAuthenticateResponse(Response):
+    API_KEY: ClassVar[int] = 19
+    #: Set once the exchange is verified: the connection now acts as this principal.
+    principal: str | None = None
 
 
 # -- topics ------------------------------------------------------------------------------------
@@ -536,6 +571,8 @@ REQUESTS: dict[int, type[Message]] = {
         DescribeGroup,
         ResetOffsets,
         ListGroupOffsets,
+        SaslHandshake,
+        SaslAuthenticate,
     )
 }
 RESPONSES: dict[int, type[Message]] = {
@@ -560,6 +597,8 @@ RESPONSES: dict[int, type[Message]] = {
         ResetOffsetsResponse,
         ListGroupOffsetsResponse,
         ErrorResponse,
+        SaslHandshakeResponse,
+        SaslAuthenticateResponse,
     )
 }
 

@@ -66,6 +66,30 @@ class ServerConfig:
     tls_client_ca: str = ""
     #: A TLS handshake not done in this long (s) closes the connection.
     tls_handshake_timeout: float = 10.0
+    #: Clients must log in (SASL: SCRAM-SHA-256/512, and PLAIN over TLS) as a user of
+    #: `logbroker users`, on both listeners.
+    authenticate: bool = False
+    #: Check every request against the ACLs of `logbroker acls`: what no rule allows is denied.
+    authorize: bool = False
+    #: Principals the ACLs do not restrict, comma-separated ("User:admin,User:ops").
+    super_users: str = ""
+    #: Where users.json and acls.json live ("": the data directory's `security` folder).
+    security_dir: str = ""
+    #: Before a client logs in, frames larger than this are refused (Kafka's answer to
+    #: CVE-2022-34917: an unauthenticated client must not make the broker allocate much).
+    pre_auth_max_frame_bytes: int = 64 << 10
+    #: A failed login is answered after this long (s), doubled for each recent failure from the
+    #: same host (up to 30 s), then the connection is closed.
+    login_failure_delay: float = 1.0
+    #: A connection not logged in this long after it opened is closed (s).
+    login_timeout: float = 30.0
+    #: Per-principal quotas, per second (0: none): bytes produced, bytes fetched, requests. A
+    #: principal over its quota is slowed down (Kafka's throttle_time_ms), never refused.
+    quota_produce_bytes: float = 0.0
+    quota_fetch_bytes: float = 0.0
+    quota_requests: float = 0.0
+    #: Connections one client address may hold open at once (0: no limit but max_connections).
+    max_connections_per_ip: int = 0
     #: How long a graceful shutdown waits for in-flight requests (s).
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -96,6 +120,9 @@ class ServerConfig:
             f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
             f"min_free_bytes={self.min_free_bytes} "
             f"tls={'mutual' if self.tls_client_ca else 'on' if self.tls_cert else 'off'} "
+            f"authenticate={self.authenticate} authorize={self.authorize} "
+            f"quotas: produce={self.quota_produce_bytes or 'none'} fetch={self.quota_fetch_bytes or 'none'} "
+            f"requests={self.quota_requests or 'none'} max_connections_per_ip={self.max_connections_per_ip or 'none'} "
             f"groups: ack_timeout={self.default_ack_timeout}s max_deliveries={self.default_max_deliveries} "
             f"session_timeout={self.default_session_timeout}s initial_delay={self.group_initial_delay}s"
             + (
@@ -160,6 +187,7 @@ class ServerConfig:
             "send_timeout",
             "retention_check_interval",
             "shutdown_timeout",
+            "login_timeout",
         ):
             if getattr(self, name) <= 0:
                 raise InvalidConfigError(f"{name} must be positive")
@@ -171,6 +199,17 @@ class ServerConfig:
             raise InvalidConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise InvalidConfigError("tls_client_ca needs tls_cert and tls_key")
+        if self.pre_auth_max_frame_bytes < 1024:
+            raise InvalidConfigError("pre_auth_max_frame_bytes must be at least 1024")
+        if self.login_failure_delay < 0:
+            raise InvalidConfigError("login_failure_delay must not be negative")
+        for name in ("quota_produce_bytes", "quota_fetch_bytes", "quota_requests", "max_connections_per_ip"):
+            if getattr(self, name) < 0:
+                raise InvalidConfigError(f"{name} must not be negative (0: no quota)")
+        if self.super_users and not all(
+            p.strip().startswith("User:") for p in self.super_users.split(",") if p.strip()
+        ):
+            raise InvalidConfigError("super_users: principals are written User:<name>, comma-separated")
         if self.min_free_bytes < 0:
             raise InvalidConfigError("min_free_bytes must not be negative")
         if self.group_initial_delay < 0:

@@ -17,7 +17,13 @@ Limits, each closing the connection with a logged reason:
   queued output stays within `max_output_bytes`; a client that keeps asking without reading is
   also cut when its queue passes twice that);
 - protocol: bytes that are not frames, or a frame over `max_frame_bytes` (refused from its
-  length prefix, before the body is read).
+  length prefix, before the body is read);
+- login: on a broker that requires one, nothing but the login requests before it succeeds, in
+  frames of at most `pre_auth_max_frame_bytes`; a failed login is answered after the login
+  throttle's delay and closes the connection.
+
+A principal over a quota is slowed down: the connection stops reading its requests for the
+quota's delay (Kafka mutes the channel the same way and tells the client `throttle_time_ms`).
 """
 
 from __future__ import annotations
@@ -28,9 +34,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import trio
 
-from logbroker.errors import LogbrokerError, ProtocolError
+from logbroker.errors import (
+    IllegalSaslStateError,
+    LogbrokerError,
+    ProtocolError,
+    SaslAuthenticationError,
+    UnsupportedSaslMechanismError,
+)
 from logbroker.protocol.connection import (
     CLOSED,
     NEED_DATA,
@@ -45,15 +58,27 @@ from logbroker.protocol.messages import (
     ErrorResponse,
     Fetch,
     GroupPoll,
+    Heartbeat,
+    Hello,
+    HelloResponse,
     JoinGroup,
+    JoinGroupResponse,
     LeaveGroup,
     Message,
+    Nack,
     Produce,
     ResetOffsets,
+    SaslAuthenticate,
+    SaslAuthenticateResponse,
+    SaslHandshake,
+    SaslHandshakeResponse,
 )
+from logbroker.server.authorize import filter_response, needs_of
 from logbroker.server.handlers import RequestHandler, error_response
+from logbroker.server.security import Security
 
 if TYPE_CHECKING:
+    from logbroker.security.login import Login
     from logbroker.server.config import ServerConfig
 
 __all__ = ["BaseConnection", "ClientConnection", "SansIOProtocol", "peer_name"]
@@ -63,12 +88,16 @@ logger = logging.getLogger("logbroker.connections")
 _RECEIVE_SIZE = 256 * 1024
 # Group requests that wait (for an fsync, or a poll for records) run in their own task.
 WAITING_GROUP_REQUESTS = (JoinGroup, LeaveGroup, CommitOffset, ResetOffsets, GroupPoll)
+# Requests that name a group member: only the principal it joined as may send them.
+MEMBER_REQUESTS = (JoinGroup, LeaveGroup, Heartbeat, GroupPoll, CommitOffset, Nack)
 _COALESCE_BYTES = 256 * 1024
 
 
 class SansIOProtocol(Protocol):
     """What the read loop needs of a protocol: bytes in, events out (h11's shape). Events are
     requests, or the `NEED_DATA` / `CLOSED` sentinels of `logbroker.protocol.connection`."""
+
+    max_frame_bytes: int
 
     @property
     def partial_frame(self) -> bool: ...
@@ -79,10 +108,20 @@ class SansIOProtocol(Protocol):
 
 
 class BaseConnection(abc.ABC):
-    def __init__(self, stream: trio.abc.Stream, config: ServerConfig, protocol: SansIOProtocol) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, config: ServerConfig, protocol: SansIOProtocol, security: Security
+    ) -> None:
         self._stream = stream
         self._config = config
         self._protocol = protocol
+        self.security = security
+        #: Who the connection acts for: None until a login succeeds, on a broker requiring one.
+        self.principal: str | None = security.first_principal()
+        self._login: Login | None = None
+        if self.principal is None:
+            protocol.max_frame_bytes = min(config.pre_auth_max_frame_bytes, config.max_frame_bytes)
+        #: A quota's delay: no request is read before this time.
+        self._muted_until = 0.0
         self._in_flight = trio.Semaphore(config.max_in_flight)
         self._out: deque[bytes] = deque()
         self._out_bytes = 0
@@ -101,6 +140,7 @@ class BaseConnection(abc.ABC):
         self._budget_freed = trio.Event()
         self.close_reason: str | None = None
         self.peer = peer_name(stream)
+        self.host = self.peer.rpartition(":")[0]
 
     async def run(self) -> None:
         """Serve the connection until it closes; never raises for a misbehaving client."""
@@ -109,6 +149,8 @@ class BaseConnection(abc.ABC):
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer)
+                    if self.principal is None:
+                        nursery.start_soon(self._login_deadline)
                     with self._reading:
                         await self._read_loop(nursery)
                     await self._finish_in_flight()
@@ -135,7 +177,7 @@ class BaseConnection(abc.ABC):
         """Close at once, abandoning whatever is in flight."""
         if self.close_reason is None:
             self.close_reason = reason
-            if reason.startswith(("slow", "idle", "frame", "protocol", "send")):
+            if reason.startswith(("slow", "idle", "frame", "protocol", "send", "login")):
                 logger.info("%s: closing: %s", self.peer, reason)
         self._scope.cancel()
 
@@ -186,8 +228,122 @@ class BaseConnection(abc.ABC):
                 if event is CLOSED:
                     return
                 frame_started = None  # a frame completed: progress
+                if self._muted_until > trio.current_time():
+                    await trio.sleep_until(self._muted_until)  # over a quota: slow the client down
                 await self._in_flight.acquire()
                 self._dispatch(event, nursery)
+
+    # -- security ------------------------------------------------------------------------------
+
+    def throttle(self, delay: float) -> None:
+        """Read nothing more from this client for `delay` s (a quota's verdict)."""
+        if delay > 0:
+            self._muted_until = max(self._muted_until, trio.current_time() + delay)
+
+    def charge_request(self) -> None:
+        """Count one request against the principal's request-rate quota."""
+        quotas = self.security.quotas
+        if self.principal is not None and quotas.enabled:
+            self.throttle(quotas.request(self.principal, trio.current_time()))
+
+    def login_handshake(self, mechanism: str) -> list[str]:
+        """Begin a login; the mechanisms offered (raises when the mechanism is not one)."""
+        if not self.security.authenticate:
+            raise IllegalSaslStateError(
+                "this broker does not take logins (it was started without --authenticate)"
+            )
+        if self._login is None:
+            self._login = self.security.new_login()
+        self._login.handshake(mechanism)
+        return self._login.mechanisms
+
+    def mechanisms(self) -> list[str]:
+        return self.security.new_login().mechanisms if self.security.authenticate else []
+
+    def login_step(
+        self,
+        token: bytes,
+        answer: Callable[[bytes], None],
+        refuse: Callable[[LogbrokerError], None],
+        nursery: trio.Nursery,
+    ) -> None:
+        """Take the client's next login token: `answer` with the broker's token (the
+        connection is logged in once the exchange is verified), or `refuse` through
+        `fail_login`. A PLAIN password is hashed in a worker thread (a few ms of PBKDF2 that
+        would otherwise stall every connection); SCRAM's checks are cheap and run here."""
+        login = self._login
+        if login is None:
+            self.fail_login(
+                IllegalSaslStateError("no login in progress: send a SASL handshake first"), refuse, nursery
+            )
+            return
+        if not login.hashes_password:
+            try:
+                reply = login.step(token)
+            except LogbrokerError as exc:
+                self.fail_login(exc, refuse, nursery)
+                return
+            self._after_step(login)
+            answer(reply)
+            return
+
+        async def in_thread() -> None:
+            try:
+                reply = await trio.to_thread.run_sync(login.step, token)
+            except LogbrokerError as exc:
+                self.fail_login(exc, refuse, nursery)
+                return
+            self._after_step(login)
+            answer(reply)
+
+        self._run_task(nursery, in_thread)
+
+    def _after_step(self, login: Login) -> None:
+        if login.principal is not None:
+            self.principal = login.principal
+            self._protocol.max_frame_bytes = self._config.max_frame_bytes
+            # The host's failures are not forgiven here: one good account must not reset the
+            # wait for guesses at another's password.
+            logger.info("%s: logged in as %s", self.peer, self.principal)
+
+    def fail_login(
+        self, error: LogbrokerError, refuse: Callable[[LogbrokerError], None], nursery: trio.Nursery
+    ) -> None:
+        """Answer a failed login, then close: one login attempt per connection. Wrong
+        credentials are answered after the throttle's delay, which grows with each failure from
+        the same host; a request out of turn (no handshake, a broker without logins) at once."""
+        self.stop_reading()
+        if not isinstance(error, SaslAuthenticationError):
+            logger.info("%s: closing: %s", self.peer, error.message)
+            refuse(error)
+            return
+        delay = self.security.login_throttle.failed(self.host, trio.current_time())
+        who = self._login.attempted if self._login is not None else None
+        logger.warning(
+            "%s: login failed%s: %s (answered in %.1f s)",
+            self.peer,
+            f" for user {who!r}" if who else "",
+            error.message,
+            delay,
+        )
+
+        async def answer_later() -> None:
+            await trio.sleep(delay)
+            refuse(error)
+
+        self._run_task(nursery, answer_later)
+
+    async def _login_deadline(self) -> None:
+        """A connection that has not logged in within `login_timeout` is closed: it must not
+        hold a slot by sending Hello or ApiVersions now and then."""
+        await trio.sleep(self._config.login_timeout)
+        if self.principal is None:
+            self.close(f"login timeout: not logged in within {self._config.login_timeout} s")
+
+    def refuse_before_login(self, what: str) -> None:
+        logger.info("%s: closing: %s before logging in", self.peer, what)
+        self.close_reason = f"login required: {what} before logging in"
+        self.stop_reading()
 
     @abc.abstractmethod
     def _dispatch(self, event: Any, nursery: trio.Nursery) -> None:
@@ -278,20 +434,52 @@ class BaseConnection(abc.ABC):
 class ClientConnection(BaseConnection):
     """A connection of the native protocol."""
 
-    def __init__(self, stream: trio.abc.Stream, handler: RequestHandler, config: ServerConfig) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, handler: RequestHandler, config: ServerConfig, security: Security
+    ) -> None:
         self._native = Connection(Role.SERVER, config.max_frame_bytes)
-        super().__init__(stream, config, self._native)
+        super().__init__(stream, config, self._native, security)
         self._handler = handler
 
     def _dispatch(self, event: Request | InvalidRequest, nursery: trio.Nursery) -> None:
         if isinstance(event, InvalidRequest):
             logger.debug("%s: invalid request: %s", self.peer, event.error.message)
             self._respond(event.correlation_id, error_response(event.api_key, event.error))
+            if self.principal is None:
+                self.refuse_before_login("an invalid request")
             return
         request = event.message
         cid = event.correlation_id
         handler = self._handler
+        if isinstance(request, SaslHandshake | SaslAuthenticate):
+            self._login_request(cid, request, event.payload, nursery)
+            return
+        principal = self.principal
+        if principal is None:
+            if isinstance(request, Hello):
+                self._respond(cid, self._hello(request))
+            else:
+                error = SaslAuthenticationError("this broker requires a login first (SASL)")
+                self._respond(cid, error_response(request.API_KEY, error))
+                self.refuse_before_login(type(request).__name__)
+            return
+        self.charge_request()
+        try:
+            if isinstance(request, MEMBER_REQUESTS):
+                self.security.check_member(principal, request.group, request.member_id)
+            self.security.check(principal, needs_of(request, handler.broker))
+        except LogbrokerError as exc:
+            logger.debug("%s: %s", self.peer, exc.message)
+            if isinstance(request, Produce) and request.acks == 0:
+                self._in_flight.release()
+            else:
+                self._respond(cid, error_response(request.API_KEY, exc))
+            return
         if isinstance(request, Produce):
+            if self.security.quotas.enabled:
+                self.throttle(
+                    self.security.quotas.produce(principal, trio.current_time(), len(event.payload))
+                )
             try:
                 result = handler.produce_now(request, event.payload)
             except Exception as exc:
@@ -309,13 +497,51 @@ class ClientConnection(BaseConnection):
         elif isinstance(request, Fetch):
             self._spawn(nursery, cid, request, lambda: self._fetch_within_budget(request))
         elif isinstance(request, WAITING_GROUP_REQUESTS):
-            self._spawn(nursery, cid, request, lambda: handler.group_request(request))
+            self._spawn(nursery, cid, request, lambda: self._group_request(request, principal))
+        elif isinstance(request, Hello):
+            self._respond(cid, self._hello(request))
         else:
             try:
-                response = handler.handle(request)
+                response = filter_response(handler.handle(request), principal, self.security)
             except Exception as exc:
                 response = error_response(request.API_KEY, exc)
             self._respond(cid, response)
+
+    async def _group_request(self, request: Message, principal: str) -> tuple[Message, bytes]:
+        response, payload = await self._handler.group_request(request)
+        if (
+            isinstance(response, JoinGroupResponse)
+            and isinstance(request, JoinGroup)
+            and not response.error_code
+        ):
+            self.security.joined(principal, request.group, response.member_id)
+        return response, payload
+
+    def _hello(self, request: Hello) -> Message:
+        response = self._handler.handle(request)
+        if isinstance(response, HelloResponse) and self.security.authenticate:
+            response = attrs.evolve(response, sasl_mechanisms=self.mechanisms())
+        return response
+
+    def _login_request(
+        self, cid: int, request: SaslHandshake | SaslAuthenticate, token: bytes, nursery: trio.Nursery
+    ) -> None:
+        if isinstance(request, SaslHandshake):
+            try:
+                offered = self.login_handshake(request.mechanism)
+            except (UnsupportedSaslMechanismError, IllegalSaslStateError) as exc:
+                self._respond(cid, SaslHandshakeResponse(exc.code, exc.message, mechanisms=self.mechanisms()))
+                if self.principal is None:
+                    self.refuse_before_login("a SASL handshake that failed")  # as Kafka does
+                return
+            self._respond(cid, SaslHandshakeResponse(mechanisms=offered))
+            return
+        self.login_step(
+            token,
+            lambda reply: self._respond(cid, SaslAuthenticateResponse(principal=self.principal), reply),
+            lambda exc: self._respond(cid, SaslAuthenticateResponse(exc.code, exc.message)),
+            nursery,
+        )
 
     def _spawn(
         self,
@@ -332,6 +558,10 @@ class ClientConnection(BaseConnection):
                 payload = b""
             else:
                 response, payload = result if isinstance(result, tuple) else (result, b"")
+            if (
+                payload and self.principal is not None and self.security.quotas.enabled
+            ):  # records fetched or polled
+                self.throttle(self.security.quotas.fetch(self.principal, trio.current_time(), len(payload)))
             self._respond(cid, response, payload)
 
         self._run_task(nursery, answer)

@@ -31,6 +31,7 @@ from logbroker.server.config import ServerConfig
 from logbroker.server.connection import BaseConnection, ClientConnection, peer_name, refusal
 from logbroker.server.flusher import Flusher
 from logbroker.server.handlers import RequestHandler, monotonic_ms
+from logbroker.server.security import Security
 from logbroker.server.signals import DataSignals
 from logbroker.tls import server_context
 
@@ -60,6 +61,7 @@ class Server:
             if self.config.tls_cert
             else None
         )
+        self.security = Security(self.config, tls=self.tls is not None)
         self.host = self.config.host
         self.port = self.config.port
         #: The Kafka listener's bound port (-1: off).
@@ -113,6 +115,7 @@ class Server:
             background.start_soon(self.flusher.run)
             background.start_soon(self._housekeeping)
             background.start_soon(self._group_timer)
+            background.start_soon(self._watch_security)
             async with trio.open_nursery() as connections:
                 accepting = trio.CancelScope()
 
@@ -149,32 +152,38 @@ class Server:
             background.cancel_scope.cancel()
 
     async def _handle(self, tcp: trio.SocketStream) -> None:
-        if len(self.connections) + self.handshaking >= self.config.max_connections:
-            reason = f"too many connections (max_connections is {self.config.max_connections})"
-            logger.warning("refused a connection: %s", reason)
-            if self.tls is None:  # a TLS client could not read a plain refusal
-                with trio.move_on_after(1):
-                    try:
-                        await tcp.send_all(refusal(reason))
-                    except trio.BrokenResourceError:
-                        pass
-            await tcp.aclose()
-            return
-        stream = await self._secure(tcp)
-        if stream is not None:
-            await self._run_connection(ClientConnection(stream, self.handler, self.config))
+        await self._serve_connection(tcp, kafka=False)
 
     async def _handle_kafka(self, tcp: trio.SocketStream) -> None:
+        await self._serve_connection(tcp, kafka=True)
+
+    async def _serve_connection(self, tcp: trio.SocketStream, *, kafka: bool) -> None:
+        host = peer_name(tcp).rpartition(":")[0]
         if len(self.connections) + self.handshaking >= self.config.max_connections:
-            logger.warning(
-                "refused a Kafka connection: too many connections (max_connections is %d)",
-                self.config.max_connections,
-            )
-            await tcp.aclose()
+            reason = f"too many connections (max_connections is {self.config.max_connections})"
+        elif not self.security.per_host.try_open(host):
+            reason = f"too many connections from {host} (max_connections_per_ip is {self.config.max_connections_per_ip})"
+        else:
+            try:
+                stream = await self._secure(tcp)
+                if stream is not None:
+                    connection: BaseConnection = (
+                        KafkaConnection(stream, self.kafka, self.config, self.security)
+                        if kafka
+                        else ClientConnection(stream, self.handler, self.config, self.security)
+                    )
+                    await self._run_connection(connection)
+            finally:
+                self.security.per_host.closed(host)
             return
-        stream = await self._secure(tcp)
-        if stream is not None:
-            await self._run_connection(KafkaConnection(stream, self.kafka, self.config))
+        logger.warning("refused a %sconnection from %s: %s", "Kafka " if kafka else "", host, reason)
+        if self.tls is None and not kafka:  # a TLS or Kafka client could not read a native refusal
+            with trio.move_on_after(1):
+                try:
+                    await tcp.send_all(refusal(reason))
+                except trio.BrokenResourceError:
+                    pass
+        await tcp.aclose()
 
     async def _secure(self, tcp: trio.SocketStream) -> trio.abc.Stream | None:
         """The connection's stream: TLS once its handshake succeeds within the timeout (None,
@@ -229,6 +238,21 @@ class Server:
                 self.signals.notify_group(name)
             with trio.move_on_at(deadline / 1000 if deadline is not None else float("inf")):
                 await wakeup.wait()
+
+    async def _watch_security(self) -> None:
+        """Take up `logbroker users|acls` changes while running; forget departed members."""
+        groups = self.broker.groups.groups
+
+        def alive(group: str, member_id: str) -> bool:
+            return group in groups and member_id in groups[group].members
+
+        while True:
+            await trio.sleep(1)
+            try:
+                self.security.refresh()
+            except (OSError, LogbrokerError) as exc:  # keep the rules in force; try again
+                logger.error("security files: %s", getattr(exc, "message", None) or exc)
+            self.security.prune_members(alive)
 
     async def _housekeeping(self) -> None:
         while True:

@@ -12,39 +12,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
-import trustme
 
 import logbroker
 from logbroker.errors import ConnectionClosedError
 from logbroker.testing import BrokerThread, RunningBroker, run_broker
 from logbroker.tls import client_context
 
-
-@attrs.frozen
-class Pki:
-    ca: str
-    cert: str
-    key: str
-    client_cert: str  # certificate and key in one PEM
-    other_client: str  # signed by another CA
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    ca, other_ca = trustme.CA(), trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {name: str(folder / name) for name in ("ca", "cert", "key", "client", "other")}
-    ca.cert_pem.write_to_path(paths["ca"])
-    server.private_key_pem.write_to_path(paths["key"])
-    server.cert_chain_pems[0].write_to_path(paths["cert"])
-    for name, authority in (("client", ca), ("other", other_ca)):
-        issued = authority.issue_cert("client@example.org")
-        issued.private_key_and_cert_chain_pem.write_to_path(paths[name])
-    return Pki(paths["ca"], paths["cert"], paths["key"], paths["client"], paths["other"])
+from .conftest import Pki
 
 
 @pytest.fixture

@@ -1,0 +1,125 @@
+"""`logbroker users add|delete|list`: the SCRAM users of a broker, in `<data-dir>/security/users.json`.
+
+These commands edit the file directly (no broker connection); a running broker re-reads it before
+each login. Passwords are read from stdin, the environment or a prompt, never from the command
+line, where other users could see them in the process list.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from logbroker.security.scram import DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, check_username
+from logbroker.security.users import UserStore, open_store
+from logbroker.security.users import security_dir as default_security_dir
+
+from .output import json_line
+
+__all__ = ["users"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PASSWORD_ENV = "LOGBROKER_PASSWORD"
+
+
+def _data_dir_option(command: F) -> F:
+    """`--data-dir` and `--security-dir`, as `logbroker serve` takes them, so both find one file."""
+    command = click.option(
+        "--security-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Where users.json lives, for a broker started with --security-dir.  "
+        "[default: DATA_DIR/security]",
+    )(command)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default="./data",
+        envvar="LOGBROKER_DATA_DIR",
+        show_default=True,
+        show_envvar=True,
+        help="The broker's data directory; users live in DATA_DIR/security/users.json.",
+    )(command)
+
+
+def _store(data_dir: str, directory: str | None) -> UserStore:
+    return open_store(directory or default_security_dir(data_dir))
+
+
+def _check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        check_username(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line.removesuffix("\n").removesuffix("\r")
+    elif PASSWORD_ENV in os.environ:
+        password = os.environ[PASSWORD_ENV]
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password must not be empty")
+    return password
+
+
+@click.group()
+def users() -> None:
+    """Add, delete and list the users that may log in with SASL (SCRAM or PLAIN)."""
+
+
+@users.command("add")
+@click.argument("name", callback=_check_name)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help=f"Read the password from the first line of stdin (else ${PASSWORD_ENV}, else a prompt).",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(MIN_ITERATIONS, MAX_ITERATIONS),
+    default=DEFAULT_ITERATIONS,
+    show_default=True,
+    help="PBKDF2 iterations of the stored SCRAM credentials.",
+)
+@_data_dir_option
+def add(name: str, password_stdin: bool, iterations: int, data_dir: str, security_dir: str | None) -> None:
+    """Add user NAME, or set a new password if NAME exists (both SCRAM mechanisms)."""
+    password = _read_password(password_stdin)
+    store = _store(data_dir, security_dir)
+    new = store.add(name, password, iterations)
+    mechanisms = ", ".join(store.mechanisms(name))
+    click.echo(f"{'added' if new else 'updated'} user {name} ({mechanisms})")
+
+
+@users.command("delete")
+@click.argument("name")
+@_data_dir_option
+def delete(name: str, data_dir: str, security_dir: str | None) -> None:
+    """Delete user NAME."""
+    if not _store(data_dir, security_dir).delete(name):
+        raise click.ClickException(f"no user {name!r}")
+    click.echo(f"deleted user {name}")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_data_dir_option
+def list_users(as_json: bool, data_dir: str, security_dir: str | None) -> None:
+    """List the users and their mechanisms (never their secrets)."""
+    store = _store(data_dir, security_dir)
+    for name in store.usernames():
+        mechanisms = store.mechanisms(name)
+        if as_json:
+            click.echo(json_line({"user": name, "mechanisms": mechanisms}))
+        else:
+            click.echo(f"{name}  {','.join(mechanisms)}")
