@@ -384,3 +384,27 @@ def test_unknown_users_look_the_same_across_restarts(security_dir: str) -> None:
             seen.append((_server_first(broker.address, "nobody"), _server_first(broker.address, "alice")))
     assert seen[0] == seen[1]
     assert seen[0][0] != seen[0][1]
+
+
+def test_kafka_python_plain_over_tls(security_dir: str, pki: Pki) -> None:
+    settings = login_settings(security_dir, tls_cert=pki.cert, tls_key=pki.key, auto_create_topics=True)
+    with BrokerThread(**settings) as broker:
+        login = {
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": pki.ca,
+            "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": "bob",
+            "sasl_plain_password": USERS["bob"],
+        }
+        producer = kafka.KafkaProducer(bootstrap_servers=broker.kafka_address, **login)
+        producer.send("kp-plain", b"over tls").get(timeout=30)
+        producer.close()
+        consumer = kafka.KafkaConsumer(
+            "kp-plain",
+            bootstrap_servers=broker.kafka_address,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10_000,
+            **login,
+        )
+        assert next(iter(consumer)).value == b"over tls"
+        consumer.close()
