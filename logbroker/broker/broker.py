@@ -273,6 +273,44 @@ class Broker:
         self._topics_changed()
         return self._info(topic, details=True)
 
+    def alter_topic_config(
+        self,
+        name: str,
+        changes: Mapping[str, str | None],
+        *,
+        replace: bool = False,
+        validate_only: bool = False,
+    ) -> TopicInfo:
+        """Change a topic's settings (Kafka's names): a value sets one, None puts it back to
+        the default; with `replace`, settings not named go back to their defaults too (Kafka's
+        AlterConfigs, as against IncrementalAlterConfigs). Checked whole before anything
+        changes, saved in the catalogue, and in force at once: the next append rolls by the new
+        segment settings, the next retention check deletes by the new retention."""
+        if is_internal(name):
+            raise InvalidTopicError(f"{name!r} is internal to the broker: its settings are the broker's")
+        topic = self._topic(name)
+        overrides = {} if replace else dict(topic.entry.config)
+        for key, value in changes.items():
+            if value is None:
+                overrides.pop(str(key), None)
+            else:
+                overrides[str(key)] = str(value)
+        config = self.options.topic_defaults.with_overrides(overrides)  # unknown names, bad values
+        unknown = [
+            str(key) for key, value in changes.items() if value is None and not TopicConfig.known(str(key))
+        ]
+        if unknown:
+            raise InvalidConfigError(f"unknown topic setting {unknown[0]!r}")
+        if validate_only:
+            return self._info(topic, details=True)
+        entry = attrs.evolve(topic.entry, config=overrides)
+        self._store.add(entry)  # replaces the topic's entry; raises before anything changed
+        topic.entry, topic.config = entry, config
+        log_config = config.log_config()
+        for log in topic.logs:
+            log.config = log_config
+        return self._info(topic, details=True)
+
     def delete_topic(self, name: str) -> None:
         """Forget the topic and delete its files before returning.
 

@@ -59,6 +59,11 @@ class TopicConfig:
     def names(cls) -> list[str]:
         return list(_KEYS)
 
+    @classmethod
+    def known(cls, name: str) -> bool:
+        """Whether `name` is a setting a topic takes (including those with one accepted value)."""
+        return name in _KEYS or name in _FIXED
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> TopicConfig:
         """This config with Kafka-named settings replaced; unknown names and bad values raise
         `InvalidConfigError`."""

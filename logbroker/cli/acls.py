@@ -6,7 +6,6 @@ sees the file change (`AclStore.reload_if_changed`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,22 +13,12 @@ import click
 
 from logbroker.security.acls import ALL, CLUSTER, OPERATIONS, AclRule, AclStore
 
+from .common import security_dir_options
 from .output import json_line
 
 __all__ = ["acls"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _data_dir_option(command: F) -> F:
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default="./data",
-        envvar="LOGBROKER_DATA_DIR",
-        show_default=True,
-        help="The broker's data directory (rules are in its security/acls.json).",
-    )(command)
 
 
 def _resource_options(command: F) -> F:
@@ -44,9 +33,8 @@ def _resource_options(command: F) -> F:
     return command
 
 
-def _store(data_dir: str) -> AclStore:
-    # Same place as logbroker.security.users.security_dir(data_dir): <data-dir>/security.
-    return AclStore(os.path.join(data_dir, "security"))
+def _store(security_dir: str) -> AclStore:
+    return AclStore(security_dir)
 
 
 def _resource(topic: str | None, group: str | None, cluster: bool) -> tuple[str, str] | None:
@@ -82,7 +70,7 @@ def acls() -> None:
 @_resource_options
 @click.option("--prefix", is_flag=True, help="NAME is a prefix: the rule covers every name starting with it.")
 @click.option("--deny", is_flag=True, help="Deny instead of allow (a deny beats any allow).")
-@_data_dir_option
+@security_dir_options
 def add(
     principal: str,
     operations: tuple[str, ...],
@@ -91,7 +79,7 @@ def add(
     cluster: bool,
     prefix: bool,
     deny: bool,
-    data_dir: str,
+    security_dir: str,
 ) -> None:
     """Add a rule for each --operation."""
     resource = _resource(topic, group, cluster)
@@ -114,7 +102,7 @@ def add(
             rule.check()
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-    store = _store(data_dir)
+    store = _store(security_dir)
     for rule in rules:
         click.echo(f"added {rule}" if store.add(rule) else f"already present: {rule}")
 
@@ -127,7 +115,7 @@ def add(
 @_resource_options
 @click.option("--prefix", is_flag=True, help="Only prefix rules.")
 @click.option("--deny", is_flag=True, help="Only deny rules.")
-@_data_dir_option
+@security_dir_options
 def delete(
     principal: str | None,
     operations: tuple[str, ...],
@@ -136,7 +124,7 @@ def delete(
     cluster: bool,
     prefix: bool,
     deny: bool,
-    data_dir: str,
+    security_dir: str,
 ) -> None:
     """Delete every rule that matches all the filters given (at least one).
 
@@ -156,7 +144,7 @@ def delete(
             and (not deny or rule.permission == "deny")
         )
 
-    removed = _store(data_dir).delete(matching)
+    removed = _store(security_dir).delete(matching)
     if not removed:
         raise click.ClickException("no matching rule")
     for rule in removed:
@@ -167,13 +155,18 @@ def delete(
 @click.option("--principal", help="Only rules for exactly this principal.")
 @_resource_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@_data_dir_option
+@security_dir_options
 def list_(
-    principal: str | None, topic: str | None, group: str | None, cluster: bool, as_json: bool, data_dir: str
+    principal: str | None,
+    topic: str | None,
+    group: str | None,
+    cluster: bool,
+    as_json: bool,
+    security_dir: str,
 ) -> None:
     """List rules, in the order they were added."""
     resource = _resource(topic, group, cluster)
-    for rule in _store(data_dir).rules():
+    for rule in _store(security_dir).rules():
         if principal is not None and rule.principal != principal:
             continue
         if resource is not None and (rule.resource_type, rule.name) != resource:

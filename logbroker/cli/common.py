@@ -14,7 +14,7 @@ from logbroker.errors import LogbrokerError
 if TYPE_CHECKING:
     from logbroker.client import Client
 
-__all__ = ["bootstrap_option", "connect", "parse_start", "run_async", "single_error"]
+__all__ = ["bootstrap_option", "connect", "parse_start", "run_async", "security_dir_options", "single_error"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,6 +120,43 @@ async def connect(bootstrap: str, **options: Any) -> Client:
         options.update(username=_login["user"], password=_login["password"])
         options["mechanism"] = _login.get("sasl_mechanism", "SCRAM-SHA-256")
     return await connect_to(bootstrap, **options)
+
+
+def security_dir_options(command: F) -> F:
+    """`--data-dir` and `--security-dir`, as `logbroker serve` takes them, for the commands that
+    edit the security files (`users`, `acls`): the command gets `security_dir`, resolved."""
+
+    def resolve(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        ctx.meta["logbroker.security_dir"] = value
+        return value
+
+    def folder(ctx: click.Context, param: click.Parameter, data_dir: str) -> str:
+        from logbroker.security.users import security_dir
+
+        return ctx.meta.get("logbroker.security_dir") or security_dir(data_dir)
+
+    command = click.option(
+        "--data-dir",
+        "security_dir",
+        type=click.Path(file_okay=False),
+        default="./data",
+        envvar="LOGBROKER_DATA_DIR",
+        show_default=True,
+        show_envvar=True,
+        callback=folder,
+        help="The broker's data directory; users and ACLs live in DATA_DIR/security.",
+    )(command)
+    return click.option(
+        "--security-dir",
+        "security_dir_given",
+        type=click.Path(file_okay=False),
+        default=None,
+        is_eager=True,
+        expose_value=False,
+        callback=resolve,
+        help="Where users.json and acls.json live, for a broker started with --security-dir.  "
+        "[default: DATA_DIR/security]",
+    )(command)
 
 
 def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -1,4 +1,4 @@
-"""`logbroker topics create|list|describe|delete`."""
+"""`logbroker topics create|alter|list|describe|delete`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,45 @@ def create(name: str, partitions: int, settings: tuple[str, ...], bootstrap: str
 
     created = run_async(run)
     click.echo(f"created topic {created.name} with {len(created.partitions)} partition(s)")
+
+
+@topics.command("alter")
+@click.argument("name")
+@click.option(
+    "--config",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a topic setting, under Kafka's name (retention.ms, retention.bytes, ...). Repeat for several.",
+)
+@click.option(
+    "--delete-config",
+    "removed",
+    multiple=True,
+    metavar="KEY",
+    help="Put a setting back to the broker's default. Repeat for several.",
+)
+@bootstrap_option
+def alter(name: str, settings: tuple[str, ...], removed: tuple[str, ...], bootstrap: str) -> None:
+    """Change the settings of topic NAME; those not named keep their values. In force at once."""
+    changes: dict[str, str | None] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{setting!r}: expected KEY=VALUE", param_hint="--config")
+        changes[key.strip()] = value.strip()
+    for key in removed:
+        changes[key.strip()] = None
+    if not changes:
+        raise click.UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")
+
+    async def run() -> TopicDescription:
+        async with await connect(bootstrap) as client:
+            return await client.alter_topic(name, changes)
+
+    altered = run_async(run)
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(altered.config.items())) or "all defaults"
+    click.echo(f"altered topic {altered.name}: {shown}")
 
 
 @topics.command("list")

@@ -16,8 +16,8 @@ import click
 
 from logbroker.security.scram import DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, check_username
 from logbroker.security.users import UserStore, open_store
-from logbroker.security.users import security_dir as default_security_dir
 
+from .common import security_dir_options
 from .output import json_line
 
 __all__ = ["users"]
@@ -27,28 +27,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 PASSWORD_ENV = "LOGBROKER_PASSWORD"
 
 
-def _data_dir_option(command: F) -> F:
-    """`--data-dir` and `--security-dir`, as `logbroker serve` takes them, so both find one file."""
-    command = click.option(
-        "--security-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Where users.json lives, for a broker started with --security-dir.  "
-        "[default: DATA_DIR/security]",
-    )(command)
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default="./data",
-        envvar="LOGBROKER_DATA_DIR",
-        show_default=True,
-        show_envvar=True,
-        help="The broker's data directory; users live in DATA_DIR/security/users.json.",
-    )(command)
-
-
-def _store(data_dir: str, directory: str | None) -> UserStore:
-    return open_store(directory or default_security_dir(data_dir))
+def _store(security_dir: str) -> UserStore:
+    return open_store(security_dir)
 
 
 def _check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -91,11 +71,11 @@ def users() -> None:
     show_default=True,
     help="PBKDF2 iterations of the stored SCRAM credentials.",
 )
-@_data_dir_option
-def add(name: str, password_stdin: bool, iterations: int, data_dir: str, security_dir: str | None) -> None:
+@security_dir_options
+def add(name: str, password_stdin: bool, iterations: int, security_dir: str) -> None:
     """Add user NAME, or set a new password if NAME exists (both SCRAM mechanisms)."""
     password = _read_password(password_stdin)
-    store = _store(data_dir, security_dir)
+    store = _store(security_dir)
     new = store.add(name, password, iterations)
     mechanisms = ", ".join(store.mechanisms(name))
     click.echo(f"{'added' if new else 'updated'} user {name} ({mechanisms})")
@@ -103,20 +83,20 @@ def add(name: str, password_stdin: bool, iterations: int, data_dir: str, securit
 
 @users.command("delete")
 @click.argument("name")
-@_data_dir_option
-def delete(name: str, data_dir: str, security_dir: str | None) -> None:
+@security_dir_options
+def delete(name: str, security_dir: str) -> None:
     """Delete user NAME."""
-    if not _store(data_dir, security_dir).delete(name):
+    if not _store(security_dir).delete(name):
         raise click.ClickException(f"no user {name!r}")
     click.echo(f"deleted user {name}")
 
 
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@_data_dir_option
-def list_users(as_json: bool, data_dir: str, security_dir: str | None) -> None:
+@security_dir_options
+def list_users(as_json: bool, security_dir: str) -> None:
     """List the users and their mechanisms (never their secrets)."""
-    store = _store(data_dir, security_dir)
+    store = _store(security_dir)
     for name in store.usernames():
         mechanisms = store.mechanisms(name)
         if as_json:

@@ -23,6 +23,7 @@ import trio
 from logbroker.client.connection import BrokerConnection
 from logbroker.errors import LogbrokerError, SaslAuthenticationError
 from logbroker.protocol.messages import (
+    AlterTopic,
     CreateTopic,
     DeleteTopic,
     DescribeGroup,
@@ -205,6 +206,14 @@ class Client:
         response, _ = await self.request(
             CreateTopic(name, partitions, {str(k): str(v) for k, v in (config or {}).items()})
         )
+        assert isinstance(response, DescribeTopicResponse)
+        return response
+
+    async def alter_topic(self, name: str, config: Mapping[str, Any]) -> TopicDescription:
+        """Change a topic's settings (Kafka's names); a value of None puts a setting back to the
+        broker's default. The others keep their values. In force at once."""
+        changes = {str(k): None if v is None else str(v) for k, v in config.items()}
+        response, _ = await self.request(AlterTopic(name, changes))
         assert isinstance(response, DescribeTopicResponse)
         return response
 

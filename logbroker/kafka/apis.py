@@ -652,6 +652,76 @@ DESCRIBE_GROUPS = Api(
     ),
 )
 
+_ALTER_CONFIGS_RESPONSE = Struct(
+    F("throttle_time_ms", INT32),
+    F(
+        "responses",
+        Array(
+            Struct(
+                F("error_code", INT16),
+                F("error_message", STRING, nullable="0+", default=None),
+                F("resource_type", INT8),
+                F("resource_name", STRING),
+            )
+        ),
+    ),
+)
+
+# Topic settings changed at runtime: every listed setting (the others go back to their defaults).
+ALTER_CONFIGS = Api(
+    33,
+    "AlterConfigs",
+    0,
+    1,
+    None,
+    request=Struct(
+        F(
+            "resources",
+            Array(
+                Struct(
+                    F("resource_type", INT8),
+                    F("resource_name", STRING),
+                    F("configs", Array(Struct(F("name", STRING), F("value", STRING, nullable="0+")))),
+                )
+            ),
+        ),
+        F("validate_only", BOOL),
+    ),
+    response=_ALTER_CONFIGS_RESPONSE,
+)
+
+# Topic settings changed at runtime, one operation per setting (0 set, 1 delete).
+INCREMENTAL_ALTER_CONFIGS = Api(
+    44,
+    "IncrementalAlterConfigs",
+    0,
+    1,
+    1,
+    request=Struct(
+        F(
+            "resources",
+            Array(
+                Struct(
+                    F("resource_type", INT8),
+                    F("resource_name", STRING),
+                    F(
+                        "configs",
+                        Array(
+                            Struct(
+                                F("name", STRING),
+                                F("config_operation", INT8),
+                                F("value", STRING, nullable="0+"),
+                            )
+                        ),
+                    ),
+                )
+            ),
+        ),
+        F("validate_only", BOOL),
+    ),
+    response=_ALTER_CONFIGS_RESPONSE,
+)
+
 # SASL (served when the broker requires a login). Handshake v0 is left out: after it a client
 # sends bare SASL tokens instead of SaslAuthenticate requests, and every target client speaks v1.
 SASL_HANDSHAKE = Api(
@@ -703,6 +773,8 @@ APIS: dict[int, Api] = {
         DESCRIBE_CONFIGS,
         SASL_HANDSHAKE,
         SASL_AUTHENTICATE,
+        ALTER_CONFIGS,
+        INCREMENTAL_ALTER_CONFIGS,
     )
 }
 

@@ -14,12 +14,14 @@ from typing import Any
 
 from logbroker.broker.broker import Broker
 from logbroker.kafka.apis import (
+    ALTER_CONFIGS,
     CREATE_TOPICS,
     DELETE_TOPICS,
     DESCRIBE_CONFIGS,
     DESCRIBE_GROUPS,
     FIND_COORDINATOR,
     HEARTBEAT,
+    INCREMENTAL_ALTER_CONFIGS,
     JOIN_GROUP,
     LEAVE_GROUP,
     LIST_GROUPS,
@@ -59,6 +61,13 @@ def needs_of(request: KafkaRequest) -> list[Need]:
         return [("create", "topic", t["name"]) for t in body["topics"]]
     if api is DELETE_TOPICS:
         return [("delete", "topic", name) for name in body["topic_names"]]
+    if api is ALTER_CONFIGS or api is INCREMENTAL_ALTER_CONFIGS:
+        return [
+            ("alter", "topic", r["resource_name"])
+            if r["resource_type"] == _TOPIC_RESOURCE
+            else ("alter", "cluster", CLUSTER)
+            for r in body["resources"]
+        ]
     if api is DESCRIBE_CONFIGS:
         needs: list[Need] = []
         for resource in body["resources"]:

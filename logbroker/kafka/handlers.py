@@ -25,6 +25,7 @@ from logbroker.broker.classic_groups import PREPARING, STABLE, ClassicGroup
 from logbroker.broker.names import check_topic_name, is_internal
 from logbroker.errors import (
     CoordinatorNotAvailableError,
+    InvalidConfigError,
     InvalidPartitionsError,
     InvalidRecordError,
     InvalidReplicationFactorError,
@@ -39,6 +40,7 @@ from logbroker.errors import (
     UnsupportedCompressionError,
 )
 from logbroker.kafka.apis import (
+    ALTER_CONFIGS,
     API_VERSIONS,
     CREATE_TOPICS,
     DELETE_TOPICS,
@@ -47,6 +49,7 @@ from logbroker.kafka.apis import (
     FETCH,
     FIND_COORDINATOR,
     HEARTBEAT,
+    INCREMENTAL_ALTER_CONFIGS,
     INIT_PRODUCER_ID,
     LEAVE_GROUP,
     LIST_GROUPS,
@@ -316,6 +319,8 @@ class KafkaHandler:
             return self._delete_topics(request.body)
         if api is DESCRIBE_CONFIGS:
             return self._describe_configs(request.body)
+        if api is ALTER_CONFIGS or api is INCREMENTAL_ALTER_CONFIGS:
+            return self._alter_configs(request.body, incremental=api is INCREMENTAL_ALTER_CONFIGS)
         if api is INIT_PRODUCER_ID:
             return self._init_producer_id(request.body)
         if api is HEARTBEAT:
@@ -539,6 +544,43 @@ class KafkaHandler:
             ]
             results.append(result)
         return {"throttle_time_ms": 0, "results": results}
+
+    def _alter_configs(self, body: dict[str, Any], *, incremental: bool) -> dict[str, Any]:
+        """Topic settings changed in place (AlterConfigs: the listed settings are the topic's
+        whole set; IncrementalAlterConfigs: each is set or deleted). Each resource is checked
+        whole: a bad setting changes nothing of its topic. The broker's settings are read-only."""
+        responses = []
+        for resource in body["resources"]:
+            kind, name = resource["resource_type"], resource["resource_name"]
+            answer: dict[str, Any] = {
+                "error_code": 0,
+                "error_message": None,
+                "resource_type": kind,
+                "resource_name": name,
+            }
+            try:
+                if kind == 4:
+                    raise InvalidRequestError("the broker's settings are read-only here: set them at start")
+                if kind != 2:
+                    raise InvalidRequestError(f"resource type {kind} cannot be altered (2: topic)")
+                changes: dict[str, str | None] = {}
+                for config in resource["configs"]:
+                    operation = config["config_operation"] if incremental else 0
+                    if operation == 1:
+                        changes[config["name"]] = None
+                    elif operation == 0:
+                        changes[config["name"]] = config["value"]
+                    else:  # APPEND and SUBTRACT are for list settings: a topic has none here
+                        raise InvalidConfigError(
+                            f"{config['name']}: operation {operation} is not supported (0 set, 1 delete)"
+                        )
+                self.broker.alter_topic_config(
+                    name, changes, replace=not incremental, validate_only=body["validate_only"]
+                )
+            except Exception as exc:
+                answer.update(error_code=code_of(exc), error_message=str(exc))
+            responses.append(answer)
+        return {"throttle_time_ms": 0, "responses": responses}
 
     def _topic_configs(self, name: str) -> list[tuple[str, str, int]]:
         info = self.broker.describe_topic(name)
@@ -892,4 +934,9 @@ def error_body(request: KafkaRequest, code: int) -> dict[str, Any]:
         ]
     elif api is DESCRIBE_GROUPS:
         out["groups"] = [{"error_code": code, "group_id": name} for name in body["groups"]]
+    elif api is ALTER_CONFIGS or api is INCREMENTAL_ALTER_CONFIGS:
+        out["responses"] = [
+            {"error_code": code, "resource_type": r["resource_type"], "resource_name": r["resource_name"]}
+            for r in body["resources"]
+        ]
     return out

@@ -17,6 +17,8 @@ import cattrs
 from logbroker.errors import ProtocolError, UnsupportedVersionError
 
 __all__ = [
+    "AlterTopic",
+    "AlterTopicResponse",
     "PROTOCOL_VERSION",
     "CommitOffset",
     "CommitOffsetResponse",
@@ -215,6 +217,22 @@ class DescribeTopic(Message):
     name: str
     #: Create the topic if the broker auto-creates topics (what a producer's first lookup does).
     allow_auto_create: bool = False
+
+
+@attrs.frozen
+class AlterTopic(Message):
+    """Change a topic's settings (Kafka's names): a value sets one, null puts it back to the
+    default; settings not named keep their values."""
+
+    API_KEY: ClassVar[int] = 20
+    name: str
+    config: dict[str, str | None]
+    validate_only: bool = False
+
+
+@attrs.frozen
+class AlterTopicResponse(DescribeTopicResponse):
+    API_KEY: ClassVar[int] = 20
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -573,6 +591,7 @@ REQUESTS: dict[int, type[Message]] = {
         ListGroupOffsets,
         SaslHandshake,
         SaslAuthenticate,
+        AlterTopic,
     )
 }
 RESPONSES: dict[int, type[Message]] = {
@@ -599,6 +618,7 @@ RESPONSES: dict[int, type[Message]] = {
         ErrorResponse,
         SaslHandshakeResponse,
         SaslAuthenticateResponse,
+        AlterTopicResponse,
     )
 }
 

@@ -24,17 +24,16 @@ reader sees the old rules or the new ones, never half a file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 
 from logbroker.errors import InvalidConfigError
+from logbroker.security.files import write_private
 
 __all__ = [
     "ALL",
@@ -330,23 +329,7 @@ class AclStore:
     def _write(self, rules: list[AclRule]) -> None:
         document = {"version": FORMAT_VERSION, "rules": [rule.to_json() for rule in rules]}
         data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        if not os.path.isdir(self.directory):
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            os.chmod(self.directory, 0o700)  # makedirs' mode is subject to the umask
-        # mkstemp gives a unique name (two writers never share a temporary file) and mode 0600.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{FILE_NAME}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), 0o600)
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_directory(self.directory)
+        write_private(self.directory, self.path, data)
         self._rules = list(rules)
         self._signature = self._current_signature()
         self._loaded = True
@@ -367,12 +350,3 @@ def _parse(document: Any) -> list[AclRule]:
         except ValueError as exc:
             raise ValueError(f"rule {index}: {exc}") from None
     return rules
-
-
-def _fsync_directory(directory: str) -> None:
-    # Makes the rename itself durable: without it a crash can bring the old file back.
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

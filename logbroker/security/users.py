@@ -27,6 +27,7 @@ from typing import Any
 
 from logbroker.errors import InvalidConfigError
 
+from .files import write_private
 from .scram import DEFAULT_ITERATIONS, MECHANISMS, ScramCredential, check_username, make_credential
 
 __all__ = ["FILE_NAME", "UserStore", "open_store", "security_dir"]
@@ -138,14 +139,7 @@ class UserStore:
             except FileNotFoundError:
                 pass
             key = os.urandom(32)
-            temporary = path + ".tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, key)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, path)
+            write_private(self._directory, path, key)
             return key
 
     @contextlib.contextmanager
@@ -187,23 +181,7 @@ class UserStore:
             },
         }
         data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-        self._make_directory()
-        temporary = self.path + ".tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # a leftover .tmp may have been created with another mode
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
-        directory = os.open(self._directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_private(self._directory, self.path, data)
         self._users = users
         self._stamp = _stamp(os.stat(self.path))
 

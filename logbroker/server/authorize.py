@@ -15,6 +15,7 @@ from logbroker.broker.broker import Broker
 from logbroker.broker.names import dead_letter_topic
 from logbroker.errors import LogbrokerError
 from logbroker.protocol.messages import (
+    AlterTopic,
     CommitOffset,
     CreateTopic,
     DeleteTopic,
@@ -66,6 +67,8 @@ def _needs(request: Message) -> list[Need]:
         return [("create", "topic", request.name)]
     if isinstance(request, DeleteTopic):
         return [("delete", "topic", request.name)]
+    if isinstance(request, AlterTopic):
+        return [("alter", "topic", request.name)]
     if isinstance(request, JoinGroup):
         needs: list[Need] = [("read", "group", request.group)]
         for topic in _topics(request):

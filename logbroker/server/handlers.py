@@ -28,6 +28,8 @@ from logbroker.errors import (
 from logbroker.protocol.messages import (
     PROTOCOL_VERSION,
     RESPONSES,
+    AlterTopic,
+    AlterTopicResponse,
     CommitOffset,
     CommitOffsetResponse,
     CreateTopic,
@@ -236,6 +238,11 @@ class RequestHandler:
         if isinstance(request, CreateTopic):
             info = broker.create_topic(request.name, request.partitions, request.config, now_ms=now_ms)
             return _description(CreateTopicResponse, info)
+        if isinstance(request, AlterTopic):
+            info = broker.alter_topic_config(
+                request.name, request.config, validate_only=request.validate_only
+            )
+            return _description(AlterTopicResponse, info)
         if isinstance(request, DeleteTopic):
             broker.delete_topic(request.name)
             return DeleteTopicResponse()

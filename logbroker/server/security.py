@@ -76,8 +76,8 @@ class Security:
         users = len(self.users.usernames()) if self.authenticate else 0
         rules = len(self.acls.rules()) if self.authorize else 0
         return (
-            f"authentication={'SASL (' + str(users) + ' users)' if self.authenticate else 'off'} "
-            f"authorization={'ACLs (' + str(rules) + ' rules, deny by default)' if self.authorize else 'off'} "
+            f"authentication={'SASL (' + str(users) + ' user(s))' if self.authenticate else 'off'} "
+            f"authorization={'ACLs (' + str(rules) + ' rule(s), deny by default)' if self.authorize else 'off'} "
             f"security_dir={self.directory}"
         )
 

@@ -486,3 +486,22 @@ def test_cli_delete_errors(tmp_path: Path) -> None:
     run("delete", *d, "--principal", BOB, code=1)
     run("delete", *d, "--topic", "t", "--prefix", code=1)
     assert len(run("list", *d).splitlines()) == 1
+
+
+def test_cli_takes_the_security_dir_serve_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --security-dir` puts the files elsewhere: `acls` (and `users`) must reach them."""
+    monkeypatch.chdir(tmp_path)  # the default data directory, ./data, would be here
+    elsewhere = tmp_path / "elsewhere"
+    run(
+        "add",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "read",
+        "--topic",
+        "t",
+        "--security-dir",
+        str(elsewhere),
+    )
+    assert [str(r) for r in AclStore(str(elsewhere)).rules()] == ["allow User:alice read topic t (literal)"]
+    assert not (tmp_path / "data").exists()

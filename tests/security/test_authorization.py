@@ -433,3 +433,30 @@ def test_a_security_file_that_cannot_be_read_keeps_the_rules(
         kafka_scram_login(wire, "alice")
         answer = wire.call(METADATA, 4, {"topics": None, "allow_auto_topic_creation": False})
         assert [t["name"] for t in answer["topics"]] == ["k.allowed"]
+
+
+def test_kafka_alter_configs_needs_alter(kafka_secured: Any) -> None:
+    broker, store = kafka_secured
+    grant_now(broker, store, rule("describe", "topic", "k.allowed"))
+    admin = kafka.admin.KafkaAdminClient(bootstrap_servers=broker.kafka_address, **kafka_login("alice"))
+    resource = kafka.admin.ConfigResource(
+        kafka.admin.ConfigResourceType.TOPIC, "k.allowed", configs={"retention.ms": "60000"}
+    )
+    try:
+        result = admin.alter_configs([resource], incremental=True, raise_on_unknown=False)
+        assert "TopicAuthorizationFailed" in str(result)
+        assert broker.broker.describe_topic("k.allowed").config["retention.ms"] != "60000"
+        grant_now(broker, store, rule("alter", "topic", "k.allowed"))
+        admin.alter_configs([resource], incremental=True, raise_on_unknown=False)
+        assert broker.broker.describe_topic("k.allowed").config["retention.ms"] == "60000"
+    finally:
+        admin.close()
+
+
+async def test_native_alter_topic_needs_alter(secured: tuple[RunningBroker, AclStore]) -> None:
+    broker, store = secured
+    async with await as_alice(broker) as alice:
+        with pytest.raises(TopicAuthorizationFailedError, match="may not alter"):
+            await alice.alter_topic("orders", {"retention.ms": 60_000})
+        grant(broker, store, rule("alter", "topic", "orders"))
+        assert (await alice.alter_topic("orders", {"retention.ms": 60_000})).config["retention.ms"] == "60000"
