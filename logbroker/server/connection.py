@@ -116,7 +116,7 @@ class BaseConnection(abc.ABC):
         self._protocol = protocol
         self.security = security
         #: Who the connection acts for: None until a login succeeds, on a broker requiring one.
-        self.principal: str | None = security.first_principal()
+        self.principal: str | None = security.first_principal(certificate_name(stream))
         self._login: Login | None = None
         if self.principal is None:
             protocol.max_frame_bytes = min(config.pre_auth_max_frame_bytes, config.max_frame_bytes)
@@ -597,6 +597,18 @@ def _connection_lost(exc: Exception) -> Exception | None:
             while isinstance(leaf, ExceptionGroup):
                 leaf = leaf.exceptions[0]
             return leaf
+    return None
+
+
+def certificate_name(stream: trio.abc.Stream) -> str | None:
+    """The common name (CN) of the certificate the peer presented over mutual TLS, or None."""
+    if not isinstance(stream, trio.SSLStream):
+        return None
+    certificate = stream.getpeercert()
+    for entry in (certificate or {}).get("subject", ()):
+        for key, value in entry:
+            if key == "commonName":
+                return str(value)
     return None
 
 

@@ -90,9 +90,12 @@ class Security:
             self._authorizer = self.acls.authorizer(self.super_users)
             logger.info("ACLs reloaded: %d rule(s)", len(self.acls.rules()))
 
-    def first_principal(self) -> str | None:
-        """A new connection's principal: None (must log in first) or ANONYMOUS."""
-        return None if self.authenticate else ANONYMOUS
+    def first_principal(self, certificate_name: str | None = None) -> str | None:
+        """A new connection's principal: None when it must log in first; else the common name
+        of its client certificate (mutual TLS), as `User:<CN>`; else ANONYMOUS."""
+        if self.authenticate:
+            return None
+        return f"User:{certificate_name}" if certificate_name else ANONYMOUS
 
     def new_login(self) -> Login:
         return Login(self.users, self.tls, self._decoy_key)

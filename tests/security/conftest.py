@@ -21,6 +21,7 @@ class Pki:
     key: str
     client_cert: str  # certificate and key in one PEM
     other_client: str  # signed by another CA
+    named_client: str  # signed by the CA, with the common name "orders-service"
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
     ca, other_ca = trustme.CA(), trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {name: str(folder / name) for name in ("ca", "cert", "key", "client", "other")}
+    paths = {name: str(folder / name) for name in ("ca", "cert", "key", "client", "other", "named")}
     ca.cert_pem.write_to_path(paths["ca"])
     server.private_key_pem.write_to_path(paths["key"])
     server.cert_chain_pems[0].write_to_path(paths["cert"])
     for name, authority in (("client", ca), ("other", other_ca)):
         issued = authority.issue_cert("client@example.org")
         issued.private_key_and_cert_chain_pem.write_to_path(paths[name])
-    return Pki(paths["ca"], paths["cert"], paths["key"], paths["client"], paths["other"])
+    named = ca.issue_cert("orders@example.org", common_name="orders-service")
+    named.private_key_and_cert_chain_pem.write_to_path(paths["named"])
+    return Pki(paths["ca"], paths["cert"], paths["key"], paths["client"], paths["other"], paths["named"])
 
 
 #: Users every login test can use: name -> password.

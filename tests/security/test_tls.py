@@ -16,7 +16,8 @@ import pytest
 import trio
 
 import logbroker
-from logbroker.errors import ConnectionClosedError
+from logbroker.errors import ConnectionClosedError, TopicAuthorizationFailedError
+from logbroker.security.acls import AclRule, AclStore
 from logbroker.testing import BrokerThread, RunningBroker, run_broker
 from logbroker.tls import client_context
 
@@ -179,3 +180,31 @@ async def test_a_stalled_handshake_is_cut_and_counts_against_the_limit(
             await stream.aclose()
         async with await logbroker.connect(broker.address, ssl_context=client_context(pki.ca)) as client:
             await client.list_topics()
+
+
+def test_mutual_tls_names_the_principal(pki: Pki, tmp_path: Path) -> None:
+    """Without logins, a client certificate's common name is the principal the ACLs see."""
+    store = AclStore(str(tmp_path))
+    store.add(AclRule("User:orders-service", "all", "topic", "orders"))
+    settings = {
+        "tls_cert": pki.cert,
+        "tls_key": pki.key,
+        "tls_client_ca": pki.ca,
+        "authorize": True,
+        "security_dir": str(tmp_path),
+        "auto_create_topics": False,
+    }
+
+    async def produce(context: ssl.SSLContext) -> None:
+        async with await logbroker.connect(broker.address, ssl_context=context) as client:
+            await client.produce("orders", [b"x"])
+
+    async def create(context: ssl.SSLContext) -> None:
+        async with await logbroker.connect(broker.address, ssl_context=context) as client:
+            await client.create_topic("orders")  # "all" on the topic includes create
+
+    with BrokerThread(**settings) as broker:
+        trio.run(create, client_context(pki.ca, pki.named_client))
+        trio.run(produce, client_context(pki.ca, pki.named_client))
+        with pytest.raises(TopicAuthorizationFailedError, match="User:"):  # another certificate
+            trio.run(produce, client_context(pki.ca, pki.client_cert))
