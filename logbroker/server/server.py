@@ -143,7 +143,10 @@ class Server:
                 self.handler.closing = True
                 self.signals.notify_all()
                 for connection in list(self.connections):
-                    connection.stop_reading()
+                    if connection.principal is None:  # not logged in: nothing worth answering
+                        connection.close("shutdown")
+                    else:
+                        connection.stop_reading()
                 with trio.move_on_after(self.config.shutdown_timeout):
                     await self.wait_connections(0)
                 for connection in list(self.connections):

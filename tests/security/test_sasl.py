@@ -4,6 +4,7 @@ nothing but the login accepted (and only small frames) before a login succeeds."
 
 from __future__ import annotations
 
+import base64
 import gc
 import os
 import socket
@@ -408,3 +409,54 @@ def test_kafka_python_plain_over_tls(security_dir: str, pki: Pki) -> None:
         )
         assert next(iter(consumer)).value == b"over tls"
         consumer.close()
+
+
+async def _guess_once(address: str) -> None:
+    """An attacker's SCRAM login: a made-up proof, no PBKDF2 on its side."""
+    host, port = address.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    protocol = Connection(Role.CLIENT, 1 << 20)
+    async with stream:
+        first = ScramClient("SCRAM-SHA-256", "alice", "guess").first()
+        nonce = first.split(b"r=", 1)[1]
+        for cid, (message, payload) in enumerate(
+            [(SaslHandshake("SCRAM-SHA-256"), b""), (SaslAuthenticate(), first)], start=1
+        ):
+            await stream.send_all(protocol.send(Request(cid, message, payload)))
+            while (event := protocol.next_event()) is NEED_DATA:
+                protocol.receive_data(await stream.receive_some(65536))
+        server_nonce = event.payload.split(b",")[0][2:]  # type: ignore[union-attr]
+        assert server_nonce.startswith(nonce)
+        final = b"c=biws,r=" + server_nonce + b",p=" + base64.b64encode(b"\0" * 32)
+        await stream.send_all(protocol.send(Request(3, SaslAuthenticate(), final)))
+        await stream.receive_some(65536)  # the refusal, after the throttle's delay
+
+
+def test_a_flood_of_failed_logins_does_not_stall_anyone_else(
+    security_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failed logins are throttled by delaying their answers, not by blocking the broker: a
+    logged-in client is served at once while 100 guesses wait for theirs."""
+    with BrokerThread(**login_settings(security_dir, login_failure_delay=0.5)) as broker:
+
+        async def main() -> list[float]:
+            latencies = []
+            async with await logbroker.connect(broker.address, username="bob", password=USERS["bob"]) as bob:
+                await bob.create_topic("t")
+                async with trio.open_nursery() as nursery:
+                    for _ in range(100):
+                        nursery.start_soon(_guess_once, broker.address)
+                    await trio.sleep(0.2)  # let the guesses arrive
+                    for _ in range(20):
+                        start = time.perf_counter()
+                        await bob.produce("t", [b"x"])
+                        latencies.append(time.perf_counter() - start)
+                    nursery.cancel_scope.cancel()  # the guesses still wait for their answers
+            return latencies
+
+        latencies = trio.run(main)
+        stopping = time.monotonic()
+    # A shutdown closes connections that never logged in at once, not after their delays.
+    assert time.monotonic() - stopping < 5
+    assert max(latencies) < 0.5, latencies
+    assert caplog.text.count("login failed for user 'alice'") >= 50  # the guesses were there
