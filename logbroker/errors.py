@@ -35,6 +35,7 @@ __all__ = [
     "InvalidTopicError",
     "LogReadOnlyError",
     "LogbrokerError",
+    "LoginThrottledError",
     "MessageTooLargeError",
     "NonEmptyGroupError",
     "OffsetMetadataTooLargeError",
@@ -336,6 +337,11 @@ class SaslAuthenticationError(LogbrokerError):
 
     code = 58
     name = "SASL_AUTHENTICATION_FAILED"
+
+
+class LoginThrottledError(SaslAuthenticationError):
+    """A login attempt from an address that failed recently, before its wait is over (the same
+    wire code as a failed login; not counted as another failure)."""
 
 
 class TopicAuthorizationFailedError(LogbrokerError):

@@ -52,7 +52,8 @@ _LIMITS = (
     (
         "login_failure_delay",
         float,
-        "Wait before answering a failed login (s), doubled per recent failure of the host.  [default: 1]",
+        "After a failed login, refuse the address's next attempt for this long (s), doubled per "
+        "recent failure.  [default: 1]",
     ),
     ("login_timeout", float, "Close connections not logged in this long after they open (s).  [default: 30]"),
     (

@@ -74,6 +74,8 @@ def alter(name: str, settings: tuple[str, ...], removed: tuple[str, ...], bootst
             raise click.BadParameter(f"{setting!r}: expected KEY=VALUE", param_hint="--config")
         changes[key.strip()] = value.strip()
     for key in removed:
+        if key.strip() in changes:
+            raise click.UsageError(f"{key.strip()} is both set and deleted")
         changes[key.strip()] = None
     if not changes:
         raise click.UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")

@@ -548,8 +548,11 @@ class KafkaHandler:
     def _alter_configs(self, body: dict[str, Any], *, incremental: bool) -> dict[str, Any]:
         """Topic settings changed in place (AlterConfigs: the listed settings are the topic's
         whole set; IncrementalAlterConfigs: each is set or deleted). Each resource is checked
-        whole: a bad setting changes nothing of its topic. The broker's settings are read-only."""
+        whole: a bad setting changes nothing of its topic. The broker's settings are read-only.
+        A resource named twice, or a setting named twice in a resource, is refused (as Kafka
+        does): applied in turn, the later would silently undo the earlier."""
         responses = []
+        named = Counter((r["resource_type"], r["resource_name"]) for r in body["resources"])
         for resource in body["resources"]:
             kind, name = resource["resource_type"], resource["resource_name"]
             answer: dict[str, Any] = {
@@ -559,6 +562,11 @@ class KafkaHandler:
                 "resource_name": name,
             }
             try:
+                if named[kind, name] > 1:
+                    raise InvalidRequestError(f"resource {name!r} is named more than once")
+                settings = Counter(config["name"] for config in resource["configs"])
+                if settings and max(settings.values()) > 1:
+                    raise InvalidRequestError(f"{settings.most_common(1)[0][0]} is named more than once")
                 if kind == 4:
                     raise InvalidRequestError("the broker's settings are read-only here: set them at start")
                 if kind != 2:

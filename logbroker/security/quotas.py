@@ -175,10 +175,14 @@ class _Failures:
 
 
 class LoginThrottle:
-    """Delays the answer to a failed login, per client host, doubling with each recent failure.
+    """Holds back the next login attempt of a client host after a failed one, for a wait that
+    doubles with each recent failure.
 
-    The delay is `base_delay * 2**(failures - 1)`, capped at `max_delay`: a user who mistypes a
-    password waits a second, a script guessing passwords soon waits `max_delay` per guess. Failures
+    The wait is `base_delay * 2**(failures - 1)`, capped at `max_delay`: a user who mistypes a
+    password waits a second, a script guessing passwords soon waits `max_delay` per guess. It is
+    the next attempt that waits (`wait`), not the failure's answer: a delayed answer tells a
+    guesser nothing it cannot learn by giving up on it after a moment (a right password is
+    answered at once), and would hold a connection open meanwhile. Failures
     are counted while they keep coming: a host whose last failure is older than `forget_after`
     starts again from one. A successful login forgives nothing: otherwise a guesser holding one
     valid account could log in between guesses at another account's password and keep the wait
@@ -212,8 +216,15 @@ class LoginThrottle:
         self.max_hosts = max_hosts
         self._hosts: OrderedDict[str, _Failures] = OrderedDict()
 
+    def wait(self, host: str, now: float) -> float:
+        """How long `host` must still wait before it may try to log in again (0: it may)."""
+        failures = self._hosts.get(host)
+        if failures is None or now - failures.last > self.forget_after:
+            return 0.0
+        return max(0.0, failures.last + self._delay(failures.count) - now)
+
     def failed(self, host: str, now: float) -> float:
-        """Record a failed login from `host`; return how long to wait (seconds) before answering it."""
+        """Record a failed login from `host`; return how long it must wait before the next."""
         self._forget_old(now)
         failures = self._hosts.pop(host, None)
         if failures is None:
@@ -223,8 +234,11 @@ class LoginThrottle:
         self._hosts[host] = failures  # re-inserted last: the table stays in order of last failure
         if len(self._hosts) > self.max_hosts:
             self._hosts.popitem(last=False)
+        return self._delay(failures.count)
+
+    def _delay(self, count: int) -> float:
         # Past 2**1023 a float power overflows; the cap is reached long before on any sane settings.
-        return min(self.max_delay, self.base_delay * 2.0 ** min(failures.count - 1, 1023))
+        return min(self.max_delay, self.base_delay * 2.0 ** min(count - 1, 1023))
 
     def __len__(self) -> int:
         """How many hosts have recent failures remembered."""

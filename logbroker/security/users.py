@@ -136,6 +136,7 @@ class UserStore:
                     key = file.read()
                 if len(key) == 32:
                     return key
+                logger.warning("%s: not a 32-byte key; making a new one (unknown users' salts change)", path)
             except FileNotFoundError:
                 pass
             key = os.urandom(32)

@@ -78,8 +78,8 @@ class ServerConfig:
     #: Before a client logs in, frames larger than this are refused (Kafka's answer to
     #: CVE-2022-34917: an unauthenticated client must not make the broker allocate much).
     pre_auth_max_frame_bytes: int = 64 << 10
-    #: A failed login is answered after this long (s), doubled for each recent failure from the
-    #: same host (up to 30 s), then the connection is closed.
+    #: After a failed login, the client address's next attempt is refused for this long (s),
+    #: doubled for each recent failure from it (up to 30 s).
     login_failure_delay: float = 1.0
     #: A connection not logged in this long after it opened is closed (s).
     login_timeout: float = 30.0

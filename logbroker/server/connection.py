@@ -19,8 +19,8 @@ Limits, each closing the connection with a logged reason:
 - protocol: bytes that are not frames, or a frame over `max_frame_bytes` (refused from its
   length prefix, before the body is read);
 - login: on a broker that requires one, nothing but the login requests before it succeeds, in
-  frames of at most `pre_auth_max_frame_bytes`; a failed login is answered after the login
-  throttle's delay and closes the connection.
+  frames of at most `pre_auth_max_frame_bytes`; a failed login closes the connection, and the
+  client's address waits before its next login (the login throttle).
 
 A principal over a quota is slowed down: the connection stops reading its requests for the
 quota's delay (Kafka mutes the channel the same way and tells the client `throttle_time_ms`).
@@ -40,9 +40,9 @@ import trio
 from logbroker.errors import (
     IllegalSaslStateError,
     LogbrokerError,
+    LoginThrottledError,
     ProtocolError,
     SaslAuthenticationError,
-    UnsupportedSaslMechanismError,
 )
 from logbroker.protocol.connection import (
     CLOSED,
@@ -73,6 +73,7 @@ from logbroker.protocol.messages import (
     SaslHandshake,
     SaslHandshakeResponse,
 )
+from logbroker.security.scram import check_username
 from logbroker.server.authorize import filter_response, needs_of
 from logbroker.server.handlers import RequestHandler, error_response
 from logbroker.server.security import Security
@@ -252,10 +253,16 @@ class BaseConnection(abc.ABC):
             raise IllegalSaslStateError(
                 "this broker does not take logins (it was started without --authenticate)"
             )
+        self._check_login_wait()
         if self._login is None:
             self._login = self.security.new_login()
         self._login.handshake(mechanism)
         return self._login.mechanisms
+
+    def _check_login_wait(self) -> None:
+        wait = self.security.login_throttle.wait(self.host, trio.current_time())
+        if wait > 0:
+            raise LoginThrottledError(f"too many failed logins from {self.host}: try again in {wait:.1f} s")
 
     def mechanisms(self) -> list[str]:
         return self.security.new_login().mechanisms if self.security.authenticate else []
@@ -274,14 +281,21 @@ class BaseConnection(abc.ABC):
         login = self._login
         if login is None:
             self.fail_login(
-                IllegalSaslStateError("no login in progress: send a SASL handshake first"), refuse, nursery
+                IllegalSaslStateError("no login in progress: send a SASL handshake first"), refuse
             )
+            return
+        try:
+            # Checked at every step, not only the handshake: guesses started side by side on
+            # many connections wait as one after the first of them fails.
+            self._check_login_wait()
+        except LoginThrottledError as exc:
+            self.fail_login(exc, refuse)
             return
         if not login.hashes_password:
             try:
                 reply = login.step(token)
             except LogbrokerError as exc:
-                self.fail_login(exc, refuse, nursery)
+                self.fail_login(exc, refuse)
                 return
             self._after_step(login)
             answer(reply)
@@ -291,7 +305,7 @@ class BaseConnection(abc.ABC):
             try:
                 reply = await trio.to_thread.run_sync(login.step, token)
             except LogbrokerError as exc:
-                self.fail_login(exc, refuse, nursery)
+                self.fail_login(exc, refuse)
                 return
             self._after_step(login)
             answer(reply)
@@ -306,32 +320,24 @@ class BaseConnection(abc.ABC):
             # wait for guesses at another's password.
             logger.info("%s: logged in as %s", self.peer, self.principal)
 
-    def fail_login(
-        self, error: LogbrokerError, refuse: Callable[[LogbrokerError], None], nursery: trio.Nursery
-    ) -> None:
-        """Answer a failed login, then close: one login attempt per connection. Wrong
-        credentials are answered after the throttle's delay, which grows with each failure from
-        the same host; a request out of turn (no handshake, a broker without logins) at once."""
+    def fail_login(self, error: LogbrokerError, refuse: Callable[[LogbrokerError], None]) -> None:
+        """Answer a failed login at once, then close: one login attempt per connection. Wrong
+        credentials make the client's address wait before its next attempt (`login_handshake`
+        refuses it until then), a wait that doubles with each failure from that address."""
         self.stop_reading()
-        if not isinstance(error, SaslAuthenticationError):
+        if isinstance(error, SaslAuthenticationError) and not isinstance(error, LoginThrottledError):
+            wait = self.security.login_throttle.failed(self.host, trio.current_time())
+            who = self._login.attempted if self._login is not None else None
+            logger.warning(
+                "%s: login failed%s: %s (the address may try again in %.1f s)",
+                self.peer,
+                f" for user {who!r}" if who else "",
+                error.message,
+                wait,
+            )
+        else:
             logger.info("%s: closing: %s", self.peer, error.message)
-            refuse(error)
-            return
-        delay = self.security.login_throttle.failed(self.host, trio.current_time())
-        who = self._login.attempted if self._login is not None else None
-        logger.warning(
-            "%s: login failed%s: %s (answered in %.1f s)",
-            self.peer,
-            f" for user {who!r}" if who else "",
-            error.message,
-            delay,
-        )
-
-        async def answer_later() -> None:
-            await trio.sleep(delay)
-            refuse(error)
-
-        self._run_task(nursery, answer_later)
+        refuse(error)
 
     async def _login_deadline(self) -> None:
         """A connection that has not logged in within `login_timeout` is closed: it must not
@@ -529,7 +535,7 @@ class ClientConnection(BaseConnection):
         if isinstance(request, SaslHandshake):
             try:
                 offered = self.login_handshake(request.mechanism)
-            except (UnsupportedSaslMechanismError, IllegalSaslStateError) as exc:
+            except LogbrokerError as exc:  # not offered, out of turn, or the address must wait
                 self._respond(cid, SaslHandshakeResponse(exc.code, exc.message, mechanisms=self.mechanisms()))
                 if self.principal is None:
                     self.refuse_before_login("a SASL handshake that failed")  # as Kafka does
@@ -601,15 +607,24 @@ def _connection_lost(exc: Exception) -> Exception | None:
 
 
 def certificate_name(stream: trio.abc.Stream) -> str | None:
-    """The common name (CN) of the certificate the peer presented over mutual TLS, or None."""
+    """The common name (CN) of the certificate the peer presented over mutual TLS, or None.
+
+    Only a certificate with exactly one CN made of the characters of a user name (`A-Z a-z 0-9
+    . _ @ -`) names a principal: several CNs could be read differently by other tools, and other
+    characters would reach logs and error messages."""
     if not isinstance(stream, trio.SSLStream):
         return None
-    certificate = stream.getpeercert()
-    for entry in (certificate or {}).get("subject", ()):
-        for key, value in entry:
-            if key == "commonName":
-                return str(value)
-    return None
+    certificate = stream.getpeercert() or {}
+    names = [
+        str(value) for entry in certificate.get("subject", ()) for key, value in entry if key == "commonName"
+    ]
+    if len(names) != 1 or names[0] == "ANONYMOUS":
+        return None
+    try:
+        check_username(names[0])
+    except ValueError:
+        return None
+    return names[0]
 
 
 def peer_name(stream: trio.abc.Stream) -> str:

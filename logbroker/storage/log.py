@@ -38,6 +38,7 @@ _MAX_RELATIVE_OFFSET = (1 << 31) - 1
 
 class _SegmentStore(Protocol):
     durable: bool
+    config: LogConfig
 
     def new_segment(self, base_offset: int, now_ms: int) -> Segment: ...
 
@@ -104,7 +105,7 @@ class PartitionLog:
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
         self._log_start = log_start_offset
-        self.config = config
+        self._config = config
         #: What opening the directory found and did (None for memory logs).
         self.recovery = recovery
         self._flushed = segments[-1].next_offset
@@ -113,6 +114,17 @@ class PartitionLog:
         self._damaged: tuple[str, Damage] | None = None
         for segment in segments:
             self._note_damage(segment)
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        """New settings, in force from the next append (a topic's settings changed at runtime);
+        segments made from now on use its index interval too."""
+        self._config = config
+        self._store.config = config
 
     @classmethod
     def open(

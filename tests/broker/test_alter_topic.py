@@ -113,3 +113,20 @@ def test_cli_alters() -> None:
             timeout=60,
         )
         assert bad.returncode == 1 and "segment.bytes" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_new_index_interval_applies_to_the_next_segment(tmp_path: Path) -> None:
+    """Found in review: the partition directory kept the old interval for new segments."""
+    broker = Broker.open(str(tmp_path), now_ms=NOW)
+    broker.create_topic("t", now_ms=NOW)
+    broker.produce("t", 0, batch(1, value_size=600), now_ms=NOW)
+    broker.alter_topic_config("t", {"segment.bytes": "1024", "index.interval.bytes": "1"})
+    for _ in range(5):  # the first rolls; then every batch gets an index entry
+        broker.produce("t", 0, batch(1, value_size=100), now_ms=NOW)
+    broker.close()
+    [partition] = [p for p in tmp_path.iterdir() if p.name.startswith("t-")]
+    indexes = sorted(partition.glob("*.index"))
+    assert len(indexes) == 2
+    batches = 6 - int(indexes[1].stem)  # in the second segment
+    assert batches > 1
+    assert indexes[1].stat().st_size == 8 * batches  # an entry (8 bytes) per batch, not per 4 KiB

@@ -100,3 +100,23 @@ def test_each_resource_is_answered_on_its_own(kafka_broker: RunningBroker) -> No
             },
         )
         assert answer["responses"][0]["error_code"] == InvalidConfigError.code
+
+
+def test_a_resource_or_setting_named_twice_is_refused(kafka_broker: RunningBroker) -> None:
+    """As Kafka does: applied in turn, the second would silently undo the first."""
+    create(kafka_broker, "twice")
+    resource = {
+        "resource_type": 2,
+        "resource_name": "twice",
+        "configs": [{"name": "retention.ms", "value": "5"}],
+    }
+    doubled = {
+        **resource,
+        "configs": [{"name": "retention.ms", "value": "5"}, {"name": "retention.ms", "value": "6"}],
+    }
+    with Wire(kafka_broker) as wire:
+        answer = wire.call(ALTER_CONFIGS, 1, {"resources": [resource, resource], "validate_only": False})
+        assert [r["error_code"] for r in answer["responses"]] == [42, 42]
+        answer = wire.call(ALTER_CONFIGS, 1, {"resources": [doubled], "validate_only": False})
+        assert [r["error_code"] for r in answer["responses"]] == [42]
+    assert config_of(kafka_broker, "twice")["retention.ms"] == str(7 * 24 * 3600 * 1000)

@@ -22,6 +22,7 @@ class Pki:
     client_cert: str  # certificate and key in one PEM
     other_client: str  # signed by another CA
     named_client: str  # signed by the CA, with the common name "orders-service"
+    odd_client: str  # signed by the CA, with the common name "orders service" (a space)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
     ca, other_ca = trustme.CA(), trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {name: str(folder / name) for name in ("ca", "cert", "key", "client", "other", "named")}
+    paths = {name: str(folder / name) for name in ("ca", "cert", "key", "client", "other", "named", "odd")}
     ca.cert_pem.write_to_path(paths["ca"])
     server.private_key_pem.write_to_path(paths["key"])
     server.cert_chain_pems[0].write_to_path(paths["cert"])
@@ -38,7 +39,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         issued.private_key_and_cert_chain_pem.write_to_path(paths[name])
     named = ca.issue_cert("orders@example.org", common_name="orders-service")
     named.private_key_and_cert_chain_pem.write_to_path(paths["named"])
-    return Pki(paths["ca"], paths["cert"], paths["key"], paths["client"], paths["other"], paths["named"])
+    odd = ca.issue_cert("odd@example.org", common_name="orders service")
+    odd.private_key_and_cert_chain_pem.write_to_path(paths["odd"])
+    return Pki(*(paths[name] for name in ("ca", "cert", "key", "client", "other", "named", "odd")))
 
 
 #: Users every login test can use: name -> password.

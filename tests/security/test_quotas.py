@@ -300,3 +300,15 @@ def test_closing_more_than_opened_is_an_error() -> None:
 def test_negative_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="max_per_host"):
         ConnectionCounter(max_per_host=-1)
+
+
+def test_wait_is_the_time_left_before_the_next_attempt() -> None:
+    throttle = LoginThrottle(base_delay=1.0, max_delay=30.0, forget_after=300.0)
+    assert throttle.wait("10.0.0.1", 0.0) == 0.0  # never failed
+    assert throttle.failed("10.0.0.1", 10.0) == 1.0
+    assert throttle.wait("10.0.0.1", 10.25) == 0.75
+    assert throttle.wait("10.0.0.1", 11.0) == 0.0
+    assert throttle.failed("10.0.0.1", 12.0) == 2.0  # the second failure doubles it
+    assert throttle.wait("10.0.0.1", 13.0) == 1.0
+    assert throttle.wait("10.0.0.2", 13.0) == 0.0  # per host
+    assert throttle.wait("10.0.0.1", 12.0 + 301.0) == 0.0  # forgotten
