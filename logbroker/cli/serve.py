@@ -108,7 +108,9 @@ def _limit_options(fn: Any) -> Any:
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Where topics are stored.  [default: ./data]",
+    envvar="LOGBROKER_DATA_DIR",
+    help="Where topics are stored (env LOGBROKER_DATA_DIR, which `users` and `acls` read too).  "
+    "[default: ./data]",
 )
 @click.option(
     "--memory", is_flag=True, default=None, help="Keep everything in memory (nothing survives a restart)."

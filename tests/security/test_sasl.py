@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import Any
 
 import kafka
 import kafka.errors
@@ -242,18 +243,20 @@ def test_kafka_python_scram(sasl_broker: RunningBroker, mechanism: str) -> None:
         "sasl_plain_username": "alice",
         "sasl_plain_password": USERS["alice"],
     }
-    producer = kafka.KafkaProducer(bootstrap_servers=sasl_broker.kafka_address, **login)
-    producer.send("kp", b"hello").get(timeout=30)
+    assert kafka_python_round_trip(sasl_broker.kafka_address, "kp", b"hello", login) == b"hello"
+
+
+def kafka_python_round_trip(bootstrap: str, topic: str, value: bytes, login: dict[str, Any]) -> bytes:
+    """Produce `value` with kafka-python and read the topic's first record back."""
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, **login)
+    producer.send(topic, value).get(timeout=30)
     producer.close()
     consumer = kafka.KafkaConsumer(
-        "kp",
-        bootstrap_servers=sasl_broker.kafka_address,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10_000,
-        **login,
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000, **login
     )
-    assert next(iter(consumer)).value == b"hello"
+    first: bytes = next(iter(consumer)).value
     consumer.close()
+    return first
 
 
 def test_kafka_python_wrong_password(sasl_broker: RunningBroker, caplog: pytest.LogCaptureFixture) -> None:
@@ -410,18 +413,7 @@ def test_kafka_python_plain_over_tls(security_dir: str, pki: Pki) -> None:
             "sasl_plain_username": "bob",
             "sasl_plain_password": USERS["bob"],
         }
-        producer = kafka.KafkaProducer(bootstrap_servers=broker.kafka_address, **login)
-        producer.send("kp-plain", b"over tls").get(timeout=30)
-        producer.close()
-        consumer = kafka.KafkaConsumer(
-            "kp-plain",
-            bootstrap_servers=broker.kafka_address,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=10_000,
-            **login,
-        )
-        assert next(iter(consumer)).value == b"over tls"
-        consumer.close()
+        assert kafka_python_round_trip(broker.kafka_address, "kp-plain", b"over tls", login) == b"over tls"
 
 
 async def _guess_once(address: str, outcomes: list[str]) -> None:
