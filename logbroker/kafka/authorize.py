@@ -10,7 +10,10 @@ may describe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import attrs
 
 from logbroker.broker.broker import Broker
 from logbroker.kafka.apis import (
@@ -31,11 +34,12 @@ from logbroker.kafka.apis import (
     OFFSET_FETCH,
     SYNC_GROUP,
 )
+from logbroker.kafka.handlers import error_body
 from logbroker.kafka.protocol import KafkaRequest
 from logbroker.security.acls import CLUSTER
 from logbroker.server.security import Need, Security
 
-__all__ = ["filter_body", "metadata_refusals", "needs_of"]
+__all__ = ["add_refused", "filter_body", "item_refusals", "metadata_refusals", "needs_of"]
 
 _TOPIC_RESOURCE = 2  # DescribeConfigs resource types
 _BROKER_RESOURCE = 4
@@ -55,28 +59,61 @@ def needs_of(request: KafkaRequest) -> list[Need]:
     if api is OFFSET_FETCH:
         topics = body["topics"] or []
         return [("describe", "group", body["group_id"])] + [("describe", "topic", t["name"]) for t in topics]
-    if api is DESCRIBE_GROUPS:
-        return [("describe", "group", name) for name in body["groups"]]
-    if api is CREATE_TOPICS:
-        return [("create", "topic", t["name"]) for t in body["topics"]]
-    if api is DELETE_TOPICS:
-        return [("delete", "topic", name) for name in body["topic_names"]]
-    if api is ALTER_CONFIGS or api is INCREMENTAL_ALTER_CONFIGS:
-        return [
-            ("alter", "topic", r["resource_name"])
-            if r["resource_type"] == _TOPIC_RESOURCE
-            else ("alter", "cluster", CLUSTER)
-            for r in body["resources"]
-        ]
-    if api is DESCRIBE_CONFIGS:
-        needs: list[Need] = []
-        for resource in body["resources"]:
-            if resource["resource_type"] == _TOPIC_RESOURCE:
-                needs.append(("describe", "topic", resource["resource_name"]))
-            elif resource["resource_type"] == _BROKER_RESOURCE:
-                needs.append(("describe", "cluster", CLUSTER))
-        return needs
     return []
+
+
+def _resource_need(operation: str) -> Callable[[dict[str, Any]], Need | None]:
+    def need(resource: dict[str, Any]) -> Need | None:
+        if resource["resource_type"] == _TOPIC_RESOURCE:
+            return (operation, "topic", resource["resource_name"])
+        if resource["resource_type"] == _BROKER_RESOURCE:
+            return (operation, "cluster", CLUSTER)
+        return None  # a type not served: the handler answers it
+
+    return need
+
+
+# Admin requests answered item by item, as Kafka does: (the request's list, the answer's list,
+# what one item needs).
+_PER_ITEM: dict[int, tuple[str, str, Callable[[Any], Need | None]]] = {
+    CREATE_TOPICS.key: ("topics", "topics", lambda t: ("create", "topic", t["name"])),
+    DELETE_TOPICS.key: ("topic_names", "responses", lambda name: ("delete", "topic", name)),
+    DESCRIBE_GROUPS.key: ("groups", "groups", lambda name: ("describe", "group", name)),
+    DESCRIBE_CONFIGS.key: ("resources", "results", _resource_need("describe")),
+    ALTER_CONFIGS.key: ("resources", "responses", _resource_need("alter")),
+    INCREMENTAL_ALTER_CONFIGS.key: ("resources", "responses", _resource_need("alter")),
+}
+
+
+def item_refusals(request: KafkaRequest, principal: str, security: Security) -> KafkaRequest | None:
+    """Take the items the principal may not touch out of an admin request (CreateTopics,
+    DeleteTopics, DescribeGroups, DescribeConfigs, AlterConfigs); returns a request of just
+    those, for `error_body` to answer, or None when every item is allowed."""
+    entry = _PER_ITEM.get(request.api.key)
+    if entry is None or not security.authorize:
+        return None
+    key, _, need = entry
+    allowed: list[Any] = []
+    denied: list[Any] = []
+    for item in request.body[key]:
+        wanted = need(item)
+        (allowed if wanted is None or security.may(principal, *wanted) else denied).append(item)
+    if not denied:
+        return None
+    request.body[key] = allowed
+    return attrs.evolve(request, body={**request.body, key: denied})
+
+
+def add_refused(request: KafkaRequest, body: dict[str, Any], refused: KafkaRequest) -> None:
+    """Answer the refused items of `request` beside the others (TOPIC_, GROUP_ or
+    CLUSTER_AUTHORIZATION_FAILED by what each is)."""
+    key, answer_key, need = _PER_ITEM[request.api.key]
+    codes = {"topic": 29, "group": 30, "cluster": 31}
+    for item in refused.body[key]:
+        wanted = need(item)
+        code = codes[wanted[1]] if wanted is not None else 29
+        one = attrs.evolve(refused, body={**refused.body, key: [item]})
+        body[answer_key] = list(body.get(answer_key) or []) + error_body(one, code)[answer_key]
 
 
 def metadata_refusals(request: KafkaRequest, principal: str, security: Security, broker: Broker) -> list[str]:

@@ -42,7 +42,7 @@ from logbroker.kafka.apis import (
     SASL_HANDSHAKE,
     SYNC_GROUP,
 )
-from logbroker.kafka.authorize import filter_body, metadata_refusals, needs_of
+from logbroker.kafka.authorize import add_refused, filter_body, item_refusals, metadata_refusals, needs_of
 from logbroker.kafka.handlers import KafkaHandler, code_of, error_body
 from logbroker.kafka.protocol import KafkaProtocol, KafkaRequest, UnsupportedRequest, served_versions
 from logbroker.server.connection import BaseConnection
@@ -134,9 +134,12 @@ class KafkaConnection(BaseConnection):
             denied = (
                 metadata_refusals(event, principal, self.security, handler.broker) if api is METADATA else []
             )
+            refused = item_refusals(event, principal, self.security) if self.principal is not None else None
             try:
                 body = handler.answer(event)
                 filter_body(event, body, principal, self.security, denied)
+                if refused is not None:
+                    add_refused(event, body, refused)
             except Exception as exc:
                 body = error_body(event, code_of(exc))
             self._report_throttle(event, body)

@@ -20,7 +20,7 @@ from logbroker.errors import (
     TopicAuthorizationFailedError,
     UnknownMemberIdError,
 )
-from logbroker.kafka.apis import METADATA
+from logbroker.kafka.apis import CREATE_TOPICS, DESCRIBE_CONFIGS, METADATA
 from logbroker.protocol.messages import CommitOffset, FetchPartition, GroupPoll, Heartbeat, LeaveGroup, Nack
 from logbroker.security.acls import AclRule, AclStore
 from logbroker.testing import BrokerThread, RunningBroker, run_broker
@@ -460,3 +460,41 @@ async def test_native_alter_topic_needs_alter(secured: tuple[RunningBroker, AclS
             await alice.alter_topic("orders", {"retention.ms": 60_000})
         grant(broker, store, rule("alter", "topic", "orders"))
         assert (await alice.alter_topic("orders", {"retention.ms": 60_000})).config["retention.ms"] == "60000"
+
+
+def test_kafka_admin_requests_are_answered_item_by_item(kafka_secured: Any) -> None:
+    """As Kafka does: in one CreateTopics (or DeleteTopics, DescribeConfigs, AlterConfigs,
+    DescribeGroups), the items the principal may touch are served and the others refused."""
+    broker, store = kafka_secured
+    grant_now(broker, store, rule("create", "topic", "k.mine"), rule("describe", "topic", "k.allowed"))
+    topic = {"num_partitions": 1, "replication_factor": 1, "assignments": [], "configs": []}
+    with Wire(broker) as wire:
+        kafka_scram_login(wire, "alice")
+        answer = wire.call(
+            CREATE_TOPICS,
+            4,
+            {
+                "topics": [{"name": "k.mine", **topic}, {"name": "k.theirs", **topic}],
+                "timeout_ms": 5000,
+                "validate_only": False,
+            },
+        )
+        assert {t["name"]: t["error_code"] for t in answer["topics"]} == {
+            "k.mine": 0,
+            "k.theirs": TopicAuthorizationFailedError.code,
+        }
+        resources = [
+            {"resource_type": 2, "resource_name": name, "configuration_keys": None}
+            for name in ("k.allowed", "k.denied")
+        ] + [{"resource_type": 4, "resource_name": "0", "configuration_keys": None}]
+        answer = wire.call(
+            DESCRIBE_CONFIGS,
+            1,
+            {"resources": resources, "include_synonyms": False, "include_documentation": False},
+        )
+        assert {r["resource_name"]: r["error_code"] for r in answer["results"]} == {
+            "k.allowed": 0,
+            "k.denied": TopicAuthorizationFailedError.code,
+            "0": 31,  # the broker's settings: describe on the cluster
+        }
+    assert broker.broker.has_topic("k.mine") and not broker.broker.has_topic("k.theirs")

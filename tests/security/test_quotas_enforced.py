@@ -68,7 +68,7 @@ async def test_a_greedy_producer_is_slowed_while_a_polite_one_keeps_its_latency(
     assert greedy_took >= 2.4
     assert len(latencies) > 50
     p99 = statistics.quantiles(latencies, n=100)[98]
-    assert p99 < 0.25, f"the polite producer's p99 was {p99 * 1000:.0f} ms"
+    assert p99 < 0.5, f"the polite producer's p99 was {p99 * 1000:.0f} ms"
 
 
 async def test_request_rate_quota(security_dir: str) -> None:
