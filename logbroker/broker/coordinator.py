@@ -29,7 +29,6 @@ from logbroker.broker.classic_groups import (
 from logbroker.broker.group_state import Group, GroupSettings, Member, PartitionCursor, TopicPartition, assign
 from logbroker.broker.names import check_group_name, dead_letter_topic, is_internal
 from logbroker.broker.offsets_store import OFFSETS_TOPIC, Key, OffsetsStore
-from logbroker.broker.partitioner import partition_for_key
 from logbroker.errors import (
     CorruptRecordError,
     GroupIdNotFoundError,
@@ -45,6 +44,7 @@ from logbroker.errors import (
 )
 from logbroker.records import iter_records
 from logbroker.records.codec import decode_batch, encode_batch
+from logbroker.records.partitioner import partition_for_key
 from logbroker.storage.log import PartitionLog
 
 if TYPE_CHECKING:

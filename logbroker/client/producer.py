@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
-from logbroker.broker.partitioner import partition_for_key
 from logbroker.errors import LogbrokerError
 from logbroker.records import Compression, encode_batch
 from logbroker.records.codec import Header
+from logbroker.records.partitioner import partition_for_key
 
 if TYPE_CHECKING:
     from logbroker.client.client import Client

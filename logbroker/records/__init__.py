@@ -1,7 +1,8 @@
 """Kafka RecordBatch v2: pure functions over bytes, no I/O.
 
 `batch` owns the 61-byte header (validation, offset stamping), `codec` the records inside a batch,
-`varint` the zigzag varints records use, `compression` the codecs.
+`varint` the zigzag varints records use, `compression` the codecs, `partitioner` the partition
+Kafka's clients pick for a key (shared by the client's producer and the broker's dead letters).
 """
 
 from logbroker.records.batch import (

@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from logbroker.broker.partitioner import partition_for_key
+from logbroker.records.partitioner import partition_for_key
 from logbroker.testing import RunningBroker
 
 GROUP_SETTINGS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 100, "auto_offset_reset": "earliest"}

@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from logbroker.broker.partitioner import partition_for_key
 from logbroker.records.batch import parse_header
+from logbroker.records.partitioner import partition_for_key
 from logbroker.testing import RunningBroker
 
 GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 100, "auto.offset.reset": "earliest"}

@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 import logbroker
-from logbroker.broker.partitioner import partition_for_key
 from logbroker.errors import InconsistentGroupProtocolError, InvalidTopicError
+from logbroker.records.partitioner import partition_for_key
 from logbroker.testing import RunningBroker
 
 

@@ -11,7 +11,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
-from logbroker.broker.partitioner import partition_for_key
+from logbroker.records.partitioner import partition_for_key
 from logbroker.testing import RunningBroker
 
 GROUP_SETTINGS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 100, "max_poll_interval_ms": 10000}

@@ -8,7 +8,6 @@ import pytest
 import trio
 
 import logbroker
-from logbroker.broker.partitioner import partition_for_key
 from logbroker.errors import (
     ConnectionClosedError,
     CorruptRecordError,
@@ -18,6 +17,7 @@ from logbroker.errors import (
     UnknownTopicOrPartitionError,
 )
 from logbroker.protocol.messages import FetchPartition, Hello, HelloResponse, Produce
+from logbroker.records.partitioner import partition_for_key
 from logbroker.testing import run_broker
 from tests.helpers import batch, offsets
 from tests.server.conftest import RawClient

@@ -3,7 +3,7 @@ import os
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from logbroker.broker.partitioner import murmur2, partition_for_key
+from logbroker.records.partitioner import murmur2, partition_for_key
 
 # Vectors of Kafka's own UtilsTest.testMurmur2 (Java's signed int results).
 KAFKA_VECTORS = {
