@@ -29,7 +29,7 @@ import attrs
 import trio
 
 from logbroker.broker.broker import Broker
-from logbroker.server.config import ServerConfig
+from logbroker.server.config import Settings
 from logbroker.server.server import Server
 
 __all__ = ["BrokerThread", "RunningBroker", "run_broker"]
@@ -70,9 +70,10 @@ async def run_broker(
     """Run a broker in the current trio task tree, on 127.0.0.1 and a free port.
 
     Memory storage unless `data_dir` is given (then the files stay for the test to inspect).
-    `server_settings` are `ServerConfig` fields (limits, timeouts).
+    `server_settings` are any other settings `logbroker serve` takes, by their names
+    (`logbroker.server.config.Settings`: limits, timeouts, group defaults, `kafka_port`...).
     """
-    config = ServerConfig.from_mapping(
+    settings = Settings.from_mapping(
         {
             "host": "127.0.0.1",
             "port": 0,
@@ -84,16 +85,10 @@ async def run_broker(
             **server_settings,
         }
     )
-    options = config.broker_options()
-    now_ms = int(time.time() * 1000)
-    broker = (
-        Broker.open(data_dir, options, now_ms=now_ms)
-        if data_dir
-        else Broker.in_memory(options, now_ms=now_ms)
-    )
+    broker = settings.open_broker(now_ms=int(time.time() * 1000))
     try:
         async with trio.open_nursery() as nursery:
-            server: Server = await nursery.start(Server(broker, config).run)
+            server: Server = await nursery.start(Server(broker, settings.server_config()).run)
             try:
                 yield RunningBroker(server.address, server, broker)
             finally:

@@ -15,14 +15,13 @@ import errno
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Literal
 
 import attrs
 
 from logbroker import failpoints
 from logbroker.broker.coordinator import GroupCoordinator
-from logbroker.broker.group_state import GroupSettings
 from logbroker.broker.names import check_topic_name, is_internal
+from logbroker.broker.options import BrokerOptions, FsyncPolicy
 from logbroker.broker.producer_state import (
     PRODUCER_ID_FILE,
     ProducerIdAllocator,
@@ -46,7 +45,7 @@ from logbroker.errors import (
     UnknownTopicOrPartitionError,
 )
 from logbroker.records.batch import BatchHeader, validate_batches
-from logbroker.storage.fs import Buffer, FileSystem, OsFileSystem, empty_dir, remove_tree
+from logbroker.storage.fs import Buffer, DirectoryLock, FileSystem, OsFileSystem, empty_dir, remove_tree
 from logbroker.storage.log import PartitionLog
 from logbroker.storage.partition_dir import RecoveryReport
 
@@ -69,48 +68,6 @@ DELETED_SUFFIX = ".deleted"
 def _out_of_space(exc: BaseException) -> bool:
     cause = exc.__cause__
     return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
-
-
-@attrs.frozen
-class FsyncPolicy:
-    """When appends are fsynced: `always` (before the ack), `interval:<ms>`, or `never`."""
-
-    mode: Literal["always", "interval", "never"] = "always"
-    interval_ms: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> FsyncPolicy:
-        text = text.strip()
-        if text in ("always", "never"):
-            return cls(text)  # type: ignore[arg-type]
-        if text.startswith("interval:"):
-            try:
-                ms = int(text.partition(":")[2])
-            except ValueError:
-                ms = -1
-            if ms > 0:
-                return cls("interval", ms)
-        raise InvalidConfigError(f"fsync must be 'always', 'interval:<ms>' (ms > 0) or 'never', not {text!r}")
-
-    def __str__(self) -> str:
-        return f"interval:{self.interval_ms}" if self.mode == "interval" else self.mode
-
-
-@attrs.frozen
-class BrokerOptions:
-    fsync: FsyncPolicy = attrs.Factory(FsyncPolicy)
-    auto_create_topics: bool = False
-    default_partitions: int = 1
-    topic_defaults: TopicConfig = attrs.Factory(TopicConfig)
-    group_defaults: GroupSettings = attrs.Factory(GroupSettings)
-    #: Wait this long after the first member joins an empty group before assigning partitions,
-    #: so members that start together share the first generation.
-    group_initial_delay_ms: int = 300
-    #: The same for Kafka's classic groups (Kafka's group.initial.rebalance.delay.ms).
-    classic_initial_delay_ms: int = 3000
-    #: Refuse produces when the disk of the data directory has less free than this (bytes), so
-    #: that commits, dead letters and metadata still fit on a disk producers filled (0: never).
-    min_free_bytes: int = 0
 
 
 @attrs.frozen
@@ -171,10 +128,13 @@ class Broker:
         fs: FileSystem | None,
         data_dir: str | None,
         now_ms: int,
+        lock: DirectoryLock | None = None,
     ) -> None:
         self.options = options
         self._fs = fs
         self.data_dir = data_dir
+        #: The data directory's lock, held until `close`.
+        self._lock = lock
         self._store = TopicStore(fs, data_dir)
         self._producer_ids = ProducerIdAllocator(
             fs, os.path.join(data_dir, PRODUCER_ID_FILE) if data_dir is not None else None
@@ -204,7 +164,12 @@ class Broker:
     def open(
         cls, data_dir: str, options: BrokerOptions | None = None, *, fs: FileSystem | None = None, now_ms: int
     ) -> Broker:
-        """Open (or create) the broker's data directory and every partition log in it."""
+        """Open (or create) the broker's data directory and every partition log in it.
+
+        The directory is locked until `close`: one broker per data directory, whoever opens it
+        (`logbroker serve`, `logbroker.testing`, an application embedding the broker); a second
+        opener, in this process or another, gets a `StorageError` that says so.
+        """
         fs = fs or OsFileSystem()
         try:
             fs.make_dirs(data_dir)
@@ -212,7 +177,20 @@ class Broker:
             raise StorageError(
                 f"{data_dir}: cannot create the data directory: {exc.strerror or exc}"
             ) from exc
-        return cls(options or BrokerOptions(), fs, os.path.abspath(data_dir), now_ms)
+        try:
+            lock = fs.lock(data_dir)
+        except BlockingIOError:
+            raise StorageError(
+                f"{data_dir} is locked by another process: a logbroker (`serve`, or a broker "
+                "embedded in a program) is using it; one broker per data directory"
+            ) from None
+        except OSError as exc:
+            raise StorageError(f"{data_dir}: cannot lock the data directory: {exc.strerror or exc}") from exc
+        try:
+            return cls(options or BrokerOptions(), fs, os.path.abspath(data_dir), now_ms, lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
     def in_memory(cls, options: BrokerOptions | None = None, *, now_ms: int = 0) -> Broker:
@@ -369,8 +347,19 @@ class Broker:
     def describe_topic(self, name: str) -> TopicInfo:
         return self._info(self._topic(name), details=True)
 
-    def partition_count(self, name: str, *, now_ms: int) -> int:
-        return len(self._topic(name, now_ms=now_ms).logs)
+    def partition_count(self, name: str) -> int:
+        return len(self._topic(name).logs)
+
+    def auto_create_topic(self, name: str, *, now_ms: int) -> None:
+        """Create topic `name` on first use, as Kafka's `auto.create.topics.enable` does: with
+        the default partition count and settings, if it does not exist and the broker's options
+        allow it. Internal names are never created; a name that is not valid raises. Callers say
+        where a request may create its topics (a produce may, a fetch may not); nothing else
+        creates one."""
+        if name in self._topics or not self.options.auto_create_topics or is_internal(name):
+            return
+        check_topic_name(name)
+        self.create_topic(name, now_ms=now_ms)
 
     def has_topic(self, name: str) -> bool:
         return name in self._topics
@@ -385,7 +374,7 @@ class Broker:
         """
         if is_internal(topic):
             raise InvalidTopicError(f"{topic!r} is internal to the broker and takes no records from clients")
-        entry = self._topic(topic, now_ms=now_ms)
+        entry = self._topic(topic)
         log = self._log(entry, partition)
         headers = check_batches(data, entry.config, now_ms, topic)
         self._check_free_space(len(data))
@@ -425,7 +414,7 @@ class Broker:
         self._log(entry, partition)
         return entry.producers[partition]
 
-    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int, *, now_ms: int) -> FetchResult:
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int) -> FetchResult:
         """Whole batches from `offset` up to what consumers may see (see `high_watermark`).
 
         The first batch comes whole even if larger than `max_bytes` (so a reader always moves
@@ -433,7 +422,7 @@ class Broker:
         """
         if max_bytes < 0:
             raise InvalidRequestError(f"max_bytes must not be negative, not {max_bytes}")
-        log = self._log(self._topic(topic, now_ms=now_ms), partition)
+        log = self._log(self._topic(topic), partition)
         high_watermark = self.high_watermark(log)
         end = log.next_offset
         if offset < log.log_start_offset or offset > end:
@@ -445,9 +434,9 @@ class Broker:
         )
         return FetchResult(data, high_watermark, log.log_start_offset, end)
 
-    def list_offset(self, topic: str, partition: int, spec: str | int, *, now_ms: int) -> int | None:
+    def list_offset(self, topic: str, partition: int, spec: str | int) -> int | None:
         """'earliest', 'latest', or a timestamp (ms): the first offset at or after it, or None."""
-        log = self._log(self._topic(topic, now_ms=now_ms), partition)
+        log = self._log(self._topic(topic), partition)
         if spec == "earliest":
             return log.log_start_offset
         if spec == "latest":
@@ -540,6 +529,8 @@ class Broker:
                 except StorageError as exc:
                     failure = failure or exc
         self._topics.clear()
+        if self._lock is not None:
+            self._lock.release()
         if failure is not None:
             raise failure
 
@@ -550,14 +541,10 @@ class Broker:
         for listener in self.topic_listeners:
             listener()
 
-    def _topic(self, name: str, *, now_ms: int | None = None) -> _Topic:
+    def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
         if topic is not None:
             return topic
-        if now_ms is not None and self.options.auto_create_topics and not is_internal(name):
-            check_topic_name(name)
-            self.create_topic(name, now_ms=now_ms)
-            return self._topics[name]
         check_topic_name(name, internal_ok=True)
         raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
 

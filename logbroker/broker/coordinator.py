@@ -180,7 +180,8 @@ class GroupCoordinator:
             raise InvalidRequestError("a member subscribes to at least one topic")
         self._take_over_classic(group_name)
         for topic in topics:
-            self.broker.partition_count(topic, now_ms=now_ms)  # exists (or is auto-created)
+            self.broker.auto_create_topic(topic, now_ms=now_ms)
+            self.broker.partition_count(topic)  # it exists
             if is_internal(topic):
                 raise InvalidRequestError(f"{topic!r} is internal and cannot be consumed by a group")
             dead_letter_topic(group_name, topic)
@@ -463,9 +464,7 @@ class GroupCoordinator:
         valid: dict[TopicPartition, tuple[int, str | None]] = {}
         for tp, (offset, metadata) in offsets.items():
             try:
-                if not self.broker.has_topic(tp[0]) or not 0 <= tp[1] < self.broker.partition_count(
-                    tp[0], now_ms=now_ms
-                ):
+                if not self.broker.has_topic(tp[0]) or not 0 <= tp[1] < self.broker.partition_count(tp[0]):
                     raise UnknownTopicOrPartitionError(f"{tp[0]} has no partition {tp[1]}")
                 if metadata is not None and len(metadata.encode()) > MAX_METADATA_BYTES:
                     raise OffsetMetadataTooLargeError(f"commit metadata over {MAX_METADATA_BYTES} bytes")
@@ -579,7 +578,8 @@ class GroupCoordinator:
             )
         if group is None:
             group = self.groups[group_name] = Group(group_name, self.defaults)
-        count = self.broker.partition_count(topic, now_ms=now_ms)
+        self.broker.auto_create_topic(topic, now_ms=now_ms)
+        count = self.broker.partition_count(topic)
         changes: list[tuple[Key, dict[str, Any] | None]] = []
         if group_name not in {name for name, _ in self.store.groups()}:
             changes.append((OffsetsStore.group_key(group_name), self._settings_value(group)))
@@ -600,7 +600,7 @@ class GroupCoordinator:
             )
         offsets = {
             (topic, p): (self._reset_target(topic, p, to, timestamp, now_ms), None)
-            for p in range(self.broker.partition_count(topic, now_ms=now_ms))
+            for p in range(self.broker.partition_count(topic))
         }
         changes = self.classic.commit(group, offsets)
         return [(p, offset) for (_, p), (offset, _) in offsets.items()], self._write(changes, now_ms)
@@ -621,7 +621,7 @@ class GroupCoordinator:
         raise InvalidRequestError(f"reset to 'earliest', 'latest' or an offset, not {to!r}")
 
     def resolve_timestamp(self, topic: str, partition: int, timestamp: int, *, now_ms: int) -> int:
-        found = self.broker.list_offset(topic, partition, timestamp, now_ms=now_ms)
+        found = self.broker.list_offset(topic, partition, timestamp)
         return found if found is not None else self.broker.high_watermark(self.broker.log(topic, partition))
 
     def topic_deleted(self, topic: str, *, now_ms: int) -> None:
@@ -681,7 +681,7 @@ class GroupCoordinator:
         wanted: list[TopicPartition] = []
         for topic in sorted(group.subscribed_topics()):
             if self.broker.has_topic(topic):
-                wanted.extend((topic, p) for p in range(self.broker.partition_count(topic, now_ms=now_ms)))
+                wanted.extend((topic, p) for p in range(self.broker.partition_count(topic)))
         return wanted
 
     def _topics_changed(self, group: Group, now_ms: int) -> bool:
@@ -752,7 +752,7 @@ class GroupCoordinator:
             ("dlq.delivery_count", str(count).encode()),
             ("dlq.reason", reason.encode()),
         ]
-        partitions = self.broker.partition_count(name, now_ms=now_ms)
+        partitions = self.broker.partition_count(name)
         target = partition_for_key(key, partitions) if key is not None else state.partition % partitions
         batch = encode_batch([value], keys=[key], headers=[headers], timestamps=[max(timestamp, 0)])
         dlq_log = self.broker.log(name, target)

@@ -25,51 +25,11 @@ from collections.abc import Iterable
 
 import attrs
 
-from logbroker.errors import InvalidConfigError
+from logbroker.broker.options import GroupSettings
 
 __all__ = ["DeliveryCounts", "Group", "GroupSettings", "Member", "PartitionCursor", "assign"]
 
 TopicPartition = tuple[str, int]
-
-
-@attrs.frozen
-class GroupSettings:
-    ack_timeout_ms: int = 30_000
-    max_deliveries: int = 10
-    session_timeout_ms: int = 30_000
-
-    MIN_ACK_TIMEOUT_MS = 100
-    MAX_ACK_TIMEOUT_MS = 24 * 3600 * 1000
-    MIN_SESSION_TIMEOUT_MS = 100
-    MAX_SESSION_TIMEOUT_MS = 30 * 60 * 1000
-    MAX_MAX_DELIVERIES = 1000
-
-    def with_overrides(
-        self, ack_timeout_ms: int | None, max_deliveries: int | None, session_timeout_ms: int | None
-    ) -> GroupSettings:
-        """These settings with the given ones replaced; values out of bounds raise."""
-        changes: dict[str, int] = {}
-        if ack_timeout_ms is not None:
-            if not self.MIN_ACK_TIMEOUT_MS <= ack_timeout_ms <= self.MAX_ACK_TIMEOUT_MS:
-                raise InvalidConfigError(
-                    f"the ack timeout must be {self.MIN_ACK_TIMEOUT_MS / 1000} s to "
-                    f"{self.MAX_ACK_TIMEOUT_MS // 1000} s, not {ack_timeout_ms / 1000} s"
-                )
-            changes["ack_timeout_ms"] = ack_timeout_ms
-        if max_deliveries is not None:
-            if not 1 <= max_deliveries <= self.MAX_MAX_DELIVERIES:
-                raise InvalidConfigError(
-                    f"max deliveries must be 1 to {self.MAX_MAX_DELIVERIES}, not {max_deliveries}"
-                )
-            changes["max_deliveries"] = max_deliveries
-        if session_timeout_ms is not None:
-            if not self.MIN_SESSION_TIMEOUT_MS <= session_timeout_ms <= self.MAX_SESSION_TIMEOUT_MS:
-                raise InvalidConfigError(
-                    f"the session timeout must be {self.MIN_SESSION_TIMEOUT_MS / 1000} s to "
-                    f"{self.MAX_SESSION_TIMEOUT_MS // 1000} s, not {session_timeout_ms / 1000} s"
-                )
-            changes["session_timeout_ms"] = session_timeout_ms
-        return attrs.evolve(self, **changes)
 
 
 class DeliveryCounts:

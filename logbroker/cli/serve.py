@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import signal
 import sys
 import time
-from typing import IO, Any
+from typing import Any
 
 import click
 import trio
 
 from logbroker import __version__
-from logbroker.broker.broker import Broker
-from logbroker.errors import StorageError
-from logbroker.server.config import ServerConfig
+from logbroker.server.config import Settings
 from logbroker.server.server import Server
 
 __all__ = ["serve"]
@@ -192,57 +188,37 @@ def serve(config_file: str | None, **flags: Any) -> None:
     Durable by default: a produce is acked once it is fsynced (group commit). Prints
     "logbroker listening on HOST:PORT" once it accepts connections.
     """
-    config = ServerConfig.from_toml(config_file) if config_file else ServerConfig()
-    config = ServerConfig.from_mapping({k: v for k, v in flags.items() if v is not None}, config)
+    settings = Settings.from_toml(config_file) if config_file else Settings()
+    settings = Settings.from_mapping({k: v for k, v in flags.items() if v is not None}, settings)
     logging.basicConfig(
-        level=config.log_level.upper(),
+        level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    lock = None if config.memory else _lock_data_dir(config.data_dir)
-    try:
-        trio.run(_serve, config)
-    finally:
-        if lock is not None:
-            lock.close()
+    trio.run(_serve, settings)
 
 
-def _lock_data_dir(data_dir: str) -> IO[str]:
-    """One broker per data directory: a second one would corrupt it."""
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        lock = open(os.path.join(data_dir, ".lock"), "a+")  # noqa: SIM115 - held for the process's life
-    except OSError as exc:
-        raise StorageError(f"{data_dir}: cannot use the data directory: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise StorageError(f"{data_dir} is in use by another logbroker process") from None
-    return lock
-
-
-async def _serve(config: ServerConfig) -> None:
-    now_ms = int(time.time() * 1000)
-    logger.info("logbroker %s starting: %s", __version__, config.describe())
-    if config.memory:
-        broker = Broker.in_memory(config.broker_options(), now_ms=now_ms)
+async def _serve(settings: Settings) -> None:
+    logger.info("logbroker %s starting: %s", __version__, settings.describe())
+    broker = settings.open_broker(now_ms=int(time.time() * 1000))
+    fsync = broker.options.fsync
+    config = settings.server_config()
+    if not broker.durable:
         logger.warning("memory storage: nothing survives a restart")
     else:
-        broker = Broker.open(config.data_dir, config.broker_options(), now_ms=now_ms)
         for report in broker.recovery:
             (logger.warning if report.changed_data else logger.info)("recovery: %s", report.summary())
         for note in broker.notes:
             logger.warning("%s", note)
         broker.notes.clear()
-        if config.fsync.mode == "interval":
+        if fsync.mode == "interval":
             logger.warning(
                 "fsync=%s: acked records may be lost in a power failure (up to %d ms of them); "
                 "they survive a crash of the process",
-                config.fsync,
-                config.fsync.interval_ms,
+                fsync,
+                fsync.interval_ms,
             )
-        elif config.fsync.mode == "never":
+        elif fsync.mode == "never":
             logger.warning(
                 "fsync=never: acked records may be lost in a power failure; they survive a crash of the process"
             )

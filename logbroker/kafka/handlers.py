@@ -241,7 +241,6 @@ class KafkaHandler:
         logs: list[PartitionLog] = []
         total = 0
         failed = False
-        now_ms = self.native.wall_ms()
         broker = self.broker
         for topic in body["topics"]:
             name = topic["topic"]
@@ -270,7 +269,7 @@ class KafkaHandler:
                 try:
                     if not broker.has_topic(name):  # a fetch never creates a topic
                         raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
-                    result = broker.fetch(name, index, wanted["fetch_offset"], max(room, 0), now_ms=now_ms)
+                    result = broker.fetch(name, index, wanted["fetch_offset"], max(room, 0))
                     logs.append(broker.log(name, index))
                 except OffsetOutOfRangeError as exc:
                     failed = True
@@ -349,9 +348,9 @@ class KafkaHandler:
             try:
                 if not broker.has_topic(name):
                     check_topic_name(name)
-                    if not (body["allow_auto_topic_creation"] and broker.options.auto_create_topics):
-                        raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
-                count = broker.partition_count(name, now_ms=now_ms)  # creates it when allowed
+                    if body["allow_auto_topic_creation"]:  # the one Kafka request that may create topics
+                        broker.auto_create_topic(name, now_ms=now_ms)
+                count = broker.partition_count(name)
             except Exception as exc:
                 topics.append(
                     {"error_code": code_of(exc), "name": name, "is_internal": False, "partitions": []}
@@ -383,7 +382,6 @@ class KafkaHandler:
         }
 
     def _list_offsets(self, body: dict[str, Any]) -> dict[str, Any]:
-        now_ms = self.native.wall_ms()
         asked = Counter((t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"])
         topics = []
         for topic in body["topics"]:
@@ -400,11 +398,11 @@ class KafkaHandler:
                         raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
                     if stamp in (-1, -2):
                         spec = "latest" if stamp == -1 else "earliest"
-                        part["offset"] = self.broker.list_offset(name, index, spec, now_ms=now_ms)
+                        part["offset"] = self.broker.list_offset(name, index, spec)
                     elif stamp < 0:
                         raise InvalidRequestError(f"timestamp {stamp} is not served (only -1, -2 and times)")
                     else:
-                        found = self.broker.list_offset(name, index, stamp, now_ms=now_ms)
+                        found = self.broker.list_offset(name, index, stamp)
                         if found is not None:
                             part.update(offset=found, timestamp=self._timestamp_at(name, index, found))
                 except Exception as exc:

@@ -1,29 +1,38 @@
-"""Server settings: what `logbroker serve` takes as flags or from a TOML file (same names)."""
+"""What `logbroker serve` takes, as flags or from a TOML file (the same names), and who owns each.
+
+`Settings` is that whole document. Every setting in it has exactly one owner, which everything
+else reads it from:
+
+- the storage location (`data_dir`, `memory`) is the settings' own: it says which broker to open;
+- the broker core's settings (fsync, auto-creation, default partitions, group defaults, the free
+  space reserve) become a `BrokerOptions`, which the broker owns (`logbroker.broker.options`);
+- the rest - listeners, connection limits, TLS, logins, ACLs, quotas, housekeeping - is the
+  server's `ServerConfig`.
+
+So a server never holds its own copy of a broker setting: the flusher, the acks and the Hello
+answer read the fsync policy from the broker they serve.
+"""
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from logbroker.broker.broker import BrokerOptions, FsyncPolicy
-from logbroker.broker.group_state import GroupSettings
+from logbroker.broker.broker import Broker
+from logbroker.broker.options import BrokerOptions, FsyncPolicy
 from logbroker.errors import InvalidConfigError
+from logbroker.security.users import security_dir
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "Settings"]
 
 
 @attrs.frozen
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9400
-    data_dir: str = "./data"
-    memory: bool = False
-    fsync: FsyncPolicy = attrs.Factory(FsyncPolicy)
-    auto_create_topics: bool = False
-    default_partitions: int = 1
     #: Largest request frame accepted (a produce of one or more batches); larger ones close the
     #: connection before anything is buffered.
     max_frame_bytes: int = 16 << 20
@@ -40,22 +49,11 @@ class ServerConfig:
     max_output_bytes: int = 64 << 20
     #: Close a connection whose socket has not taken a response for this long (s).
     send_timeout: float = 30.0
-    #: Refuse produces when the data directory's disk has less free than this (bytes), so that
-    #: commits, dead letters and metadata still have room (file storage only; 0: never refuse).
-    min_free_bytes: int = 64 << 20
     retention_check_interval: float = 60.0
-    #: Group defaults: what a group gets when no member names a setting (seconds, fractions allowed).
-    default_ack_timeout: float = 30.0
-    default_max_deliveries: int = 10
-    default_session_timeout: float = 30.0
-    #: Wait this long after the first member joins an empty group before assigning partitions.
-    group_initial_delay: float = 0.3
     #: The Kafka listener's port: -1 (the default) leaves it off; 0 picks a free port.
     kafka_port: int = -1
     #: The host Metadata and FindCoordinator tell Kafka clients to connect to ("": `host`).
     kafka_advertised_host: str = ""
-    #: Kafka's group.initial.rebalance.delay.ms, in seconds.
-    kafka_group_initial_delay: float = 3.0
     #: Session timeouts a Kafka consumer may ask for (s): Kafka's group.min/max.session.timeout.ms.
     kafka_min_session_timeout: float = 6.0
     kafka_max_session_timeout: float = 1800.0
@@ -92,42 +90,20 @@ class ServerConfig:
     max_connections_per_ip: int = 0
     #: How long a graceful shutdown waits for in-flight requests (s).
     shutdown_timeout: float = 10.0
-    log_level: str = "info"
-
-    def broker_options(self) -> BrokerOptions:
-        return BrokerOptions(
-            fsync=self.fsync,
-            auto_create_topics=self.auto_create_topics,
-            default_partitions=self.default_partitions,
-            group_defaults=GroupSettings().with_overrides(
-                round(self.default_ack_timeout * 1000),
-                self.default_max_deliveries,
-                round(self.default_session_timeout * 1000),
-            ),
-            group_initial_delay_ms=round(self.group_initial_delay * 1000),
-            classic_initial_delay_ms=round(self.kafka_group_initial_delay * 1000),
-            min_free_bytes=self.min_free_bytes,
-        )
 
     def describe(self) -> str:
         """The effective settings, one line (the server logs it at start)."""
-        storage = "memory (nothing survives a restart)" if self.memory else f"files in {self.data_dir}"
         return (
-            f"storage={storage} fsync={self.fsync} auto_create_topics={self.auto_create_topics} "
-            f"default_partitions={self.default_partitions} max_frame_bytes={self.max_frame_bytes} "
+            f"max_frame_bytes={self.max_frame_bytes} "
             f"max_connections={self.max_connections} idle_timeout={self.idle_timeout}s "
             f"frame_timeout={self.frame_timeout}s max_in_flight={self.max_in_flight} "
             f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
-            f"min_free_bytes={self.min_free_bytes} "
             f"tls={'mutual' if self.tls_client_ca else 'on' if self.tls_cert else 'off'} "
             f"authenticate={self.authenticate} authorize={self.authorize} "
             f"quotas: produce={self.quota_produce_bytes or 'none'} fetch={self.quota_fetch_bytes or 'none'} "
-            f"requests={self.quota_requests or 'none'} max_connections_per_ip={self.max_connections_per_ip or 'none'} "
-            f"groups: ack_timeout={self.default_ack_timeout}s max_deliveries={self.default_max_deliveries} "
-            f"session_timeout={self.default_session_timeout}s initial_delay={self.group_initial_delay}s"
+            f"requests={self.quota_requests or 'none'} max_connections_per_ip={self.max_connections_per_ip or 'none'}"
             + (
-                f" kafka: port={self.kafka_port} advertised_host={self.advertised_kafka_host} "
-                f"group_initial_delay={self.kafka_group_initial_delay}s"
+                f" kafka: port={self.kafka_port} advertised_host={self.advertised_kafka_host}"
                 if self.kafka_port >= 0
                 else ""
             )
@@ -139,38 +115,7 @@ class ServerConfig:
             return self.kafka_advertised_host
         return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base: ServerConfig | None = None) -> ServerConfig:
-        """Settings from a mapping whose keys are the flag names (dashes or underscores)."""
-        base = base or cls()
-        names = {f.name for f in attrs.fields(cls)}
-        changes: dict[str, Any] = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                raise InvalidConfigError(f"unknown setting {key!r}")
-            if name == "fsync" and not isinstance(value, FsyncPolicy):
-                value = FsyncPolicy.parse(str(value))
-            expected = type(getattr(base, name))
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise InvalidConfigError(f"setting {key!r} takes a {expected.__name__}, not {value!r}")
-            changes[name] = value
-        config = attrs.evolve(base, **changes)
-        config.check()
-        return config
-
-    @classmethod
-    def from_toml(cls, path: str) -> ServerConfig:
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidConfigError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_mapping(values)
-
-    def check(self) -> None:
+    def __attrs_post_init__(self) -> None:
         positive = (
             "max_frame_bytes",
             "max_fetch_bytes",
@@ -193,8 +138,6 @@ class ServerConfig:
                 raise InvalidConfigError(f"{name} must be positive")
         if not 0 <= self.port <= 65535:
             raise InvalidConfigError(f"port must be 0 to 65535, not {self.port}")
-        if self.default_partitions < 1:
-            raise InvalidConfigError("default_partitions must be at least 1")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -210,16 +153,118 @@ class ServerConfig:
             p.strip().startswith("User:") for p in self.super_users.split(",") if p.strip()
         ):
             raise InvalidConfigError("super_users: principals are written User:<name>, comma-separated")
-        if self.min_free_bytes < 0:
-            raise InvalidConfigError("min_free_bytes must not be negative")
-        if self.group_initial_delay < 0:
-            raise InvalidConfigError("group_initial_delay must not be negative")
         if not -1 <= self.kafka_port <= 65535:
             raise InvalidConfigError(f"kafka_port must be -1 (off) or 0 to 65535, not {self.kafka_port}")
-        if self.kafka_group_initial_delay < 0:
-            raise InvalidConfigError("kafka_group_initial_delay must not be negative")
         if not 0 < self.kafka_min_session_timeout <= self.kafka_max_session_timeout:
             raise InvalidConfigError(
                 "kafka session timeouts: 0 < kafka_min_session_timeout <= kafka_max_session_timeout"
             )
-        self.broker_options()  # group defaults within their bounds
+
+
+def _seconds(value: float) -> int:
+    return round(value * 1000)
+
+
+#: The broker core's settings among `serve`'s: name -> (the type `serve` takes, how it lands in
+#: `BrokerOptions`). Durations are seconds here (fractions allowed), milliseconds in the core.
+_BROKER_SETTINGS: dict[str, tuple[type, Callable[[BrokerOptions, Any], BrokerOptions]]] = {
+    "fsync": (str, lambda o, v: attrs.evolve(o, fsync=FsyncPolicy.parse(v))),
+    "auto_create_topics": (bool, lambda o, v: attrs.evolve(o, auto_create_topics=v)),
+    "default_partitions": (int, lambda o, v: attrs.evolve(o, default_partitions=v)),
+    "min_free_bytes": (int, lambda o, v: attrs.evolve(o, min_free_bytes=v)),
+    "default_ack_timeout": (
+        float,
+        lambda o, v: attrs.evolve(o, group_defaults=o.group_defaults.with_overrides(_seconds(v), None, None)),
+    ),
+    "default_max_deliveries": (
+        int,
+        lambda o, v: attrs.evolve(o, group_defaults=o.group_defaults.with_overrides(None, v, None)),
+    ),
+    "default_session_timeout": (
+        float,
+        lambda o, v: attrs.evolve(o, group_defaults=o.group_defaults.with_overrides(None, None, _seconds(v))),
+    ),
+    "group_initial_delay": (float, lambda o, v: attrs.evolve(o, group_initial_delay_ms=_seconds(v))),
+    "kafka_group_initial_delay": (float, lambda o, v: attrs.evolve(o, classic_initial_delay_ms=_seconds(v))),
+}
+_SERVER_SETTINGS = {field.name: field for field in attrs.fields(ServerConfig)}
+_OWN_SETTINGS: dict[str, type] = {"data_dir": str, "memory": bool, "log_level": str}
+
+
+@attrs.frozen
+class Settings:
+    """Everything `logbroker serve` (and `logbroker.testing`) takes, split among its owners."""
+
+    #: Where topics are stored (file storage), unless `memory`.
+    data_dir: str = "./data"
+    #: Keep everything in memory: nothing survives a restart.
+    memory: bool = False
+    log_level: str = "info"
+    #: `serve` keeps 64 MiB free for commits and metadata unless told otherwise (the library's
+    #: default is no reserve: an embedded broker's disk is its owner's business).
+    broker: BrokerOptions = attrs.Factory(lambda: BrokerOptions(min_free_bytes=64 << 20))
+    server: ServerConfig = attrs.Factory(ServerConfig)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], base: Settings | None = None) -> Settings:
+        """Settings from a mapping whose keys are the flag names (dashes or underscores)."""
+        base = base or cls()
+        own: dict[str, Any] = {}
+        broker = base.broker
+        server: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name in _OWN_SETTINGS:
+                own[name] = _checked(key, value, _OWN_SETTINGS[name])
+            elif name in _BROKER_SETTINGS:
+                expected, apply = _BROKER_SETTINGS[name]
+                if name == "fsync" and isinstance(value, FsyncPolicy):
+                    value = str(value)
+                broker = apply(broker, _checked(key, value, expected))
+            elif name in _SERVER_SETTINGS:
+                server[name] = _checked(key, value, type(getattr(base.server, name)))
+            else:
+                raise InvalidConfigError(f"unknown setting {key!r}")
+        settings = attrs.evolve(base, broker=broker, server=attrs.evolve(base.server, **server), **own)
+        if settings.log_level not in ("debug", "info", "warning", "error"):
+            raise InvalidConfigError(
+                f"log_level is debug, info, warning or error, not {settings.log_level!r}"
+            )
+        return settings
+
+    @classmethod
+    def from_toml(cls, path: str) -> Settings:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_mapping(values)
+
+    @property
+    def security_dir(self) -> str:
+        """Where users.json and acls.json live."""
+        return self.server.security_dir or security_dir(self.data_dir)
+
+    def open_broker(self, *, now_ms: int) -> Broker:
+        """The broker these settings describe: in memory, or the data directory's (locked)."""
+        if self.memory:
+            return Broker.in_memory(self.broker, now_ms=now_ms)
+        return Broker.open(self.data_dir, self.broker, now_ms=now_ms)
+
+    def server_config(self) -> ServerConfig:
+        """The server's part, with the security directory resolved against the data directory."""
+        return attrs.evolve(self.server, security_dir=self.security_dir)
+
+    def describe(self) -> str:
+        """The effective settings, one line (`serve` logs it at start)."""
+        storage = "memory (nothing survives a restart)" if self.memory else f"files in {self.data_dir}"
+        return f"storage={storage} {self.broker.describe()} {self.server.describe()}"
+
+
+def _checked(key: str, value: Any, expected: type) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise InvalidConfigError(f"setting {key!r} takes a {expected.__name__}, not {value!r}")
+    return value

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from logbroker.broker.broker import Broker, FsyncPolicy
+from logbroker.broker.broker import Broker
 from logbroker.errors import LogReadOnlyError
 from logbroker.storage.log import FlushJob, PartitionLog
 
@@ -39,11 +39,9 @@ def _run_jobs(jobs: list[FlushJob]) -> list[OSError | None]:
 
 
 class Flusher:
-    def __init__(
-        self, broker: Broker, policy: FsyncPolicy, on_flushed: Callable[[PartitionLog], None]
-    ) -> None:
+    def __init__(self, broker: Broker, on_flushed: Callable[[PartitionLog], None]) -> None:
         self._broker = broker
-        self._policy = policy
+        self._policy = broker.options.fsync
         self._on_flushed = on_flushed
         self._wakeup = trio.Event()
         self._round_done = trio.Event()

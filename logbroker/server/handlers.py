@@ -115,7 +115,7 @@ class RequestHandler:
         self.wall_ms = wall_ms
         #: Set when the server shuts down: long polls return at once, new requests are refused.
         self.closing = False
-        self.ack_after_fsync = broker.durable and config.fsync.mode == "always"
+        self.ack_after_fsync = broker.durable and broker.options.fsync.mode == "always"
         #: Set after a change to group state that may move the next group deadline.
         self.group_timer_wakeup = trio.Event()
 
@@ -137,7 +137,9 @@ class RequestHandler:
             raise BrokerUnavailableError("the broker is shutting down")
         if request.acks not in (-1, 0, 1):
             raise InvalidRequestError(f"acks must be 0, 1 or -1, not {request.acks}")
-        result = self.broker.produce(request.topic, request.partition, payload, now_ms=self.wall_ms())
+        now_ms = self.wall_ms()
+        self.broker.auto_create_topic(request.topic, now_ms=now_ms)
+        result = self.broker.produce(request.topic, request.partition, payload, now_ms=now_ms)
         if self.ack_after_fsync:
             self.flusher.poke()
         else:
@@ -193,9 +195,8 @@ class RequestHandler:
         for wanted in request.partitions:
             room = min(wanted.max_bytes, limit - total)
             try:
-                result = self.broker.fetch(
-                    wanted.topic, wanted.partition, wanted.offset, max(room, 0), now_ms=now_ms
-                )
+                self.broker.auto_create_topic(wanted.topic, now_ms=now_ms)
+                result = self.broker.fetch(wanted.topic, wanted.partition, wanted.offset, max(room, 0))
                 data = result.data
                 logs.append(self.broker.log(wanted.topic, wanted.partition))
             except OffsetOutOfRangeError as exc:
@@ -231,7 +232,7 @@ class RequestHandler:
                 broker_version=__version__,
                 protocol_version=PROTOCOL_VERSION,
                 max_frame_bytes=self.config.max_frame_bytes,
-                fsync=str(self.config.fsync) if broker.durable else "memory",
+                fsync=str(broker.options.fsync) if broker.durable else "memory",
             )
         if self.closing:
             raise BrokerUnavailableError("the broker is shutting down")
@@ -250,11 +251,12 @@ class RequestHandler:
             topics = broker.list_topics(include_internal=request.include_internal)
             return ListTopicsResponse(topics=[TopicSummary(t.name, t.partitions, t.internal) for t in topics])
         if isinstance(request, DescribeTopic):
-            if request.allow_auto_create and not broker.has_topic(request.name):
-                broker.partition_count(request.name, now_ms=now_ms)  # creates it if the broker may
+            if request.allow_auto_create:  # a producer looking its topic up: it may create it
+                broker.auto_create_topic(request.name, now_ms=now_ms)
             return _description(DescribeTopicResponse, broker.describe_topic(request.name))
         if isinstance(request, ListOffsets):
-            offset = broker.list_offset(request.topic, request.partition, request.spec, now_ms=now_ms)
+            broker.auto_create_topic(request.topic, now_ms=now_ms)
+            offset = broker.list_offset(request.topic, request.partition, request.spec)
             return ListOffsetsResponse(offset=-1 if offset is None else offset)
         groups = broker.groups
         now = monotonic_ms()

@@ -42,10 +42,12 @@ _DENIED: dict[str, type[LogbrokerError]] = {
 
 
 class Security:
-    def __init__(self, config: ServerConfig, *, tls: bool) -> None:
+    def __init__(self, config: ServerConfig, *, tls: bool, data_dir: str | None = None) -> None:
         self.config = config
         self.tls = tls
-        self.directory = config.security_dir or security_dir(config.data_dir)
+        #: `security_dir`, or the `security` folder of the broker's data directory (of ./data
+        #: for a memory broker, as `logbroker serve --memory` and `logbroker users` agree).
+        self.directory = config.security_dir or security_dir(data_dir or "./data")
         self.authenticate = config.authenticate
         self.authorize = config.authorize
         self.users = UserStore(self.directory)

@@ -49,7 +49,7 @@ class Server:
         self.broker = broker
         self.config = config or ServerConfig()
         self.signals = DataSignals()
-        self.flusher = Flusher(broker, self.config.fsync, on_flushed=self.signals.notify)
+        self.flusher = Flusher(broker, on_flushed=self.signals.notify)
         self.handler = RequestHandler(broker, self.config, self.flusher, self.signals, wall_clock_ms)
         self.kafka = KafkaHandler(self.handler, self.config.advertised_kafka_host, lambda: self.kafka_port)
         self.connections: set[BaseConnection] = set()
@@ -61,7 +61,7 @@ class Server:
             if self.config.tls_cert
             else None
         )
-        self.security = Security(self.config, tls=self.tls is not None)
+        self.security = Security(self.config, tls=self.tls is not None, data_dir=broker.data_dir)
         self.host = self.config.host
         self.port = self.config.port
         #: The Kafka listener's bound port (-1: off).

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from logbroker.storage.fs import Buffer, FileHandle, OpenMode
+from logbroker.storage.fs import Buffer, DirectoryLock, FileHandle, OpenMode
 
 __all__ = ["FaultFileSystem", "SimulatedCrash"]
 
@@ -107,6 +107,8 @@ class FaultFileSystem:
         self._epoch = 0
         self._inode_numbers = itertools.count(1)
         self._lock = threading.RLock()
+        #: Locked directories, with the epoch (the simulated process's life) they were taken in.
+        self._dir_locks: dict[str, int] = {}
 
     # -- test controls -------------------------------------------------------------------------
 
@@ -130,11 +132,21 @@ class FaultFileSystem:
         with self._lock:
             self._crash_in = n
 
+    def kill(self) -> None:
+        """The process dies (kill -9) and the machine does not: its handles and directory locks
+        go with it, and the page cache (everything written) survives; armed faults and crash
+        points are cleared."""
+        with self._lock:
+            self._epoch += 1
+            self.open_handles = 0
+            self._faults.clear()
+            self._crash_in = None
+
     def power_loss(self, *, tear: bool = False) -> None:
         """Forget everything that was not made durable; with `tear`, keep torn unsynced tails.
 
-        Every open handle dies with the simulated process; armed faults and crash points are
-        cleared.
+        Every open handle and directory lock dies with the simulated process; armed faults and
+        crash points are cleared.
         """
         with self._lock:
             self._epoch += 1
@@ -152,6 +164,21 @@ class FaultFileSystem:
             return sum(len(inode.data) for inode in self._inodes(self._root))
 
     # -- FileSystem ----------------------------------------------------------------------------
+
+    def lock(self, path: str) -> DirectoryLock:
+        """Locks live as long as the simulated process: a power loss frees them."""
+        with self._lock:
+            self._dir(path)  # it exists
+            key = "/" + "/".join(self._split(path))
+            if self._dir_locks.get(key) == self._epoch:
+                raise BlockingIOError(errno_codes.EWOULDBLOCK, "locked", path)
+            self._dir_locks[key] = self._epoch
+            return _FaultLock(self, key, self._epoch)
+
+    def _unlock(self, key: str, epoch: int) -> None:
+        with self._lock:
+            if self._dir_locks.get(key) == epoch:
+                del self._dir_locks[key]
 
     def open(self, path: str, mode: OpenMode = "r") -> FileHandle:
         with self._lock:
@@ -442,3 +469,11 @@ class _Handle:
                 self.closed = True
                 if self.epoch == self.fs._epoch:
                     self.fs.open_handles -= 1
+
+
+class _FaultLock:
+    def __init__(self, fs: FaultFileSystem, key: str, epoch: int) -> None:
+        self._fs, self._key, self._epoch = fs, key, epoch
+
+    def release(self) -> None:
+        self._fs._unlock(self._key, self._epoch)

@@ -12,19 +12,32 @@ durable only after `FileHandle.fsync`; a created, renamed or unlinked directory 
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Protocol
 
 from logbroker import failpoints
 
-__all__ = ["Buffer", "FileHandle", "FileSystem", "OsFileSystem", "empty_dir", "remove_tree", "write_atomic"]
+__all__ = [
+    "LOCK_FILE",
+    "Buffer",
+    "DirectoryLock",
+    "FileHandle",
+    "FileSystem",
+    "OsFileSystem",
+    "empty_dir",
+    "remove_tree",
+    "write_atomic",
+]
 
 Buffer = bytes | bytearray | memoryview
 OpenMode = Literal["r", "a", "w"]
 
 # writev takes at most IOV_MAX buffers per call.
 _IOV_MAX = 1024
+#: The file inside a locked directory that carries its lock.
+LOCK_FILE = ".lock"
 
 
 class FileHandle(Protocol):
@@ -56,8 +69,20 @@ class FileHandle(Protocol):
     def close(self) -> None: ...
 
 
+class DirectoryLock(Protocol):
+    """An exclusive hold on a directory (see `FileSystem.lock`)."""
+
+    def release(self) -> None: ...
+
+
 class FileSystem(Protocol):
     """The operations the storage layer needs, and no more."""
+
+    def lock(self, path: str) -> DirectoryLock:
+        """Hold directory `path` exclusively until `release`, or until the holding process
+        ends (a crash frees it too). Raises `BlockingIOError` while anyone else holds it,
+        another process or another holder in this one."""
+        ...
 
     def open(self, path: str, mode: OpenMode = "r") -> FileHandle:
         """'r' read only; 'a' read and append, created if missing; 'w' created empty for writing."""
@@ -194,8 +219,30 @@ class _OsFile:
             os.close(fd)
 
 
+class _FlockLock:
+    """`flock` on `<dir>/.lock`: per open file, so two holders in one process exclude each
+    other too, and the kernel drops it when the process dies."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
 class OsFileSystem:
     """The real file system."""
+
+    def lock(self, path: str) -> DirectoryLock:
+        fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FlockLock(fd)
 
     _FLAGS: ClassVar[dict[str, int]] = {
         "r": os.O_RDONLY,

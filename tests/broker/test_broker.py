@@ -118,7 +118,7 @@ def test_leftovers_of_an_interrupted_delete_are_removed(tmp_path: Path) -> None:
     (data / "keep-7").mkdir()
     (data / "notes").mkdir()
     broker = Broker.open(str(data), now_ms=NOW)
-    assert sorted(os.listdir(data)) == ["__offsets-0", "keep-0", "notes", "topics.json"]
+    assert sorted(os.listdir(data)) == [".lock", "__offsets-0", "keep-0", "notes", "topics.json"]
     assert len(broker.notes) == 2
     broker.close()
 
@@ -173,12 +173,33 @@ def test_timestamps_in_the_past_are_refused_only_when_configured(broker: Broker)
         broker.produce("recent", 0, encode_batch([b"x"], timestamp=NOW - 1001), now_ms=NOW)
 
 
-def test_auto_create(tmp_path: Path) -> None:
+def test_auto_create_topic_creates_a_missing_topic_with_the_defaults_when_the_broker_allows_it() -> None:
     broker = Broker.in_memory(BrokerOptions(auto_create_topics=True, default_partitions=2), now_ms=NOW)
+    broker.auto_create_topic("fresh", now_ms=NOW)
     broker.produce("fresh", 1, batch(1), now_ms=NOW)
     assert broker.describe_topic("fresh").partitions == 2
+    broker.auto_create_topic("fresh", now_ms=NOW)  # exists: nothing happens
     with pytest.raises(InvalidTopicError):
-        broker.produce("bad name", 0, batch(1), now_ms=NOW)
+        broker.auto_create_topic("bad name", now_ms=NOW)
+    broker.auto_create_topic("__internal", now_ms=NOW)
+    assert not broker.has_topic("__internal")
+    off = Broker.in_memory(BrokerOptions(auto_create_topics=False), now_ms=NOW)
+    off.auto_create_topic("fresh", now_ms=NOW)
+    assert not off.has_topic("fresh")
+
+
+def test_no_operation_but_auto_create_topic_creates_a_topic_even_when_the_broker_allows_it() -> None:
+    """Regression: giving `produce` the time (`now_ms`) once switched auto-creation on."""
+    broker = Broker.in_memory(BrokerOptions(auto_create_topics=True), now_ms=NOW)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        broker.produce("fresh", 0, batch(1), now_ms=NOW)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        broker.fetch("fresh", 0, 0, 1 << 20)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        broker.list_offset("fresh", 0, "latest")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        broker.partition_count("fresh")
+    assert not broker.has_topic("fresh")
 
 
 def test_fetch_and_out_of_range(broker: Broker) -> None:
@@ -186,13 +207,13 @@ def test_fetch_and_out_of_range(broker: Broker) -> None:
     broker.produce("t", 0, batch(3), now_ms=NOW)
     if broker.durable:
         broker.log("t", 0).flush()
-    result = broker.fetch("t", 0, 1, 1 << 20, now_ms=NOW)
+    result = broker.fetch("t", 0, 1, 1 << 20)
     assert offsets(result.data) == [0, 1, 2]
     assert (result.high_watermark, result.log_start_offset, result.log_end_offset) == (3, 0, 3)
-    assert broker.fetch("t", 0, 3, 1 << 20, now_ms=NOW).data == b""
-    assert broker.fetch("t", 0, 0, 0, now_ms=NOW).data == b""
+    assert broker.fetch("t", 0, 3, 1 << 20).data == b""
+    assert broker.fetch("t", 0, 0, 0).data == b""
     with pytest.raises(OffsetOutOfRangeError) as info:
-        broker.fetch("t", 0, 4, 100, now_ms=NOW)
+        broker.fetch("t", 0, 4, 100)
     assert (info.value.log_start_offset, info.value.log_end_offset) == (0, 3)
 
 
@@ -200,11 +221,11 @@ def test_consumers_see_only_fsynced_records_under_fsync_always(tmp_path: Path) -
     broker = Broker.open(str(tmp_path), BrokerOptions(fsync=FsyncPolicy.parse("always")), now_ms=NOW)
     broker.create_topic("t", now_ms=NOW)
     result = broker.produce("t", 0, batch(3), now_ms=NOW)
-    assert broker.fetch("t", 0, 0, 1 << 20, now_ms=NOW).data == b""  # not yet durable
-    assert broker.list_offset("t", 0, "latest", now_ms=NOW) == 0
+    assert broker.fetch("t", 0, 0, 1 << 20).data == b""  # not yet durable
+    assert broker.list_offset("t", 0, "latest") == 0
     assert broker.take_dirty() == [result.log]
     result.log.flush()
-    assert offsets(broker.fetch("t", 0, 0, 1 << 20, now_ms=NOW).data) == [0, 1, 2]
+    assert offsets(broker.fetch("t", 0, 0, 1 << 20).data) == [0, 1, 2]
     broker.close()
 
 
@@ -212,7 +233,7 @@ def test_consumers_see_everything_under_weaker_policies(tmp_path: Path) -> None:
     broker = Broker.open(str(tmp_path), BrokerOptions(fsync=FsyncPolicy.parse("never")), now_ms=NOW)
     broker.create_topic("t", now_ms=NOW)
     broker.produce("t", 0, batch(3), now_ms=NOW)
-    assert offsets(broker.fetch("t", 0, 0, 1 << 20, now_ms=NOW).data) == [0, 1, 2]
+    assert offsets(broker.fetch("t", 0, 0, 1 << 20).data) == [0, 1, 2]
     assert broker.take_dirty() == []  # nothing for a flusher to do
     broker.close()
 
@@ -223,10 +244,10 @@ def test_list_offsets(broker: Broker) -> None:
     broker.produce("t", 0, encode_batch([b"c"], timestamp=NOW), now_ms=NOW)
     if broker.durable:
         broker.log("t", 0).flush()
-    assert broker.list_offset("t", 0, "earliest", now_ms=NOW) == 0
-    assert broker.list_offset("t", 0, "latest", now_ms=NOW) == 3
-    assert broker.list_offset("t", 0, NOW - 60, now_ms=NOW) == 1
-    assert broker.list_offset("t", 0, NOW + 1, now_ms=NOW) is None
+    assert broker.list_offset("t", 0, "earliest") == 0
+    assert broker.list_offset("t", 0, "latest") == 3
+    assert broker.list_offset("t", 0, NOW - 60) == 1
+    assert broker.list_offset("t", 0, NOW + 1) is None
 
 
 @pytest.mark.parametrize(

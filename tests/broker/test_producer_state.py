@@ -356,7 +356,8 @@ def _crash_scenario(snapshot_after: int | None) -> tuple[FaultFileSystem, list[t
         if snapshot_after == i:
             assert broker.snapshot_producer_state(NOW) >= 1
     assert len(broker.log("t", 0).segments) > 3  # the walk crosses segments
-    return fs, sent  # the process dies here: no close, no flush (the page cache survives)
+    fs.kill()  # the process dies here: no close, no flush (the page cache survives)
+    return fs, sent
 
 
 @pytest.mark.parametrize("snapshot_after", [None, 10], ids=["no-snapshot", "stale-snapshot"])
@@ -425,7 +426,8 @@ def test_power_loss_keeps_the_state_in_step_with_the_log() -> None:
     assert produce(broker, other) == ProduceResult(broker.log("t", 0), 1, 3)
     flush(broker)
 
-    broker = open_fault_broker(fs)  # a kill -9 with no snapshot since
+    fs.kill()  # a kill -9 with no snapshot since
+    broker = open_fault_broker(fs)
     with pytest.raises(OutOfOrderSequenceError):
         produce(broker, idempotent(seq=1, tag="lost"))  # the removed snapshot would call it a duplicate
     assert produce(broker, other).duplicate

@@ -195,6 +195,7 @@ class IdempotenceMachine(RuleBasedStateMachine):
     @rule()
     def kill(self) -> None:
         """The process dies; the page cache survives."""
+        self.fs.kill()
         self.broker = self._open()
 
     @rule(tear=st.booleans())

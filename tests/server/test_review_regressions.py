@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import logbroker
-from logbroker.broker.broker import Broker, BrokerOptions, FsyncPolicy
+from logbroker.broker.broker import Broker, BrokerOptions
 from logbroker.errors import LogbrokerError, LogReadOnlyError, MessageTooLargeError
 from logbroker.protocol.connection import Request
 from logbroker.protocol.messages import Fetch, FetchPartition, Hello
@@ -219,7 +219,7 @@ async def test_a_flush_that_cannot_start_makes_the_log_read_only_and_the_server_
     broker.create_topic("t", now_ms=0)
     broker.produce("t", 0, encode_batch([b"x"], timestamp=0), now_ms=0)
     flushed: list[object] = []
-    flusher = Flusher(broker, FsyncPolicy("always"), on_flushed=flushed.append)
+    flusher = Flusher(broker, on_flushed=flushed.append)
     fs.power_loss()  # every open handle is dead now
     await flusher.flush_round()
     log = broker.log("t", 0)

@@ -30,7 +30,7 @@ import logbroker
 from logbroker.broker.broker import Broker
 from logbroker.errors import LogbrokerError, StorageError
 from logbroker.records.codec import iter_records
-from logbroker.server.config import ServerConfig
+from logbroker.server.config import Settings
 from logbroker.server.server import Server
 from logbroker.storage.fault_fs import FaultFileSystem
 from tools.campaigns.broker_process import BrokerProcess
@@ -188,17 +188,17 @@ async def run_io_errors(
 
 async def _io_error_case(op: str | None, n: int, rng: random.Random, result: IoErrorsResult) -> Counter[str]:
     fs = FaultFileSystem(seed=rng.randrange(1 << 30))
-    config = ServerConfig.from_mapping(
+    settings = Settings.from_mapping(
         {"host": "127.0.0.1", "port": 0, "data_dir": DATA_DIR, "fsync": "always"}
     )
-    broker = Broker.open(DATA_DIR, config.broker_options(), fs=fs, now_ms=int(time.time() * 1000))
+    broker = Broker.open(DATA_DIR, settings.broker, fs=fs, now_ms=int(time.time() * 1000))
     broker.create_topic("t", 2, {"segment.bytes": "4096"}, now_ms=int(time.time() * 1000))
     if op is not None:
         fs.fail(op, after=n, error=errno.ENOSPC if op == "write" else errno.EIO)
         result.cases += 1
     history = History()
     async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(broker, config).run)
+        server: Server = await nursery.start(Server(broker, settings.server_config()).run)
         async with logbroker.Client(server.address) as client:
             for _ in range(30):
                 attempt = history.next_attempt("p", rng.randrange(2), rng.randint(1, 3))
@@ -218,7 +218,7 @@ async def _io_error_case(op: str | None, n: int, rng: random.Random, result: IoE
     result.faults_hit += sum(1 for a in history.attempts if a.outcome != OK) > 0
     result.acked += sum(1 for a in history.attempts if a.outcome == OK)
     fs.power_loss()  # and a restart: what was acked must have been made durable
-    reopened = Broker.open(DATA_DIR, config.broker_options(), fs=fs, now_ms=int(time.time() * 1000))
+    reopened = Broker.open(DATA_DIR, settings.broker, fs=fs, now_ms=int(time.time() * 1000))
     try:
         logs = {}
         for p in range(2):

@@ -25,7 +25,7 @@ import trio
 import logbroker
 from logbroker.broker.broker import Broker
 from logbroker.records.codec import iter_records
-from logbroker.server.config import ServerConfig
+from logbroker.server.config import Settings
 from logbroker.server.server import Server
 from logbroker.storage.fault_fs import FaultFileSystem
 from tools.campaigns.history import History, Outcome, Report, check, produce
@@ -68,7 +68,7 @@ async def run_power_loss(
 ) -> PowerLossResult:
     rng = random.Random(seed)
     fs = FaultFileSystem(seed=seed)
-    config = ServerConfig.from_mapping(
+    settings = Settings.from_mapping(
         {"host": "127.0.0.1", "port": 0, "data_dir": DATA_DIR, "fsync": fsync, "log_level": "error"}
     )
     window = _loss_window(fsync)
@@ -76,12 +76,12 @@ async def run_power_loss(
     before: Log = {p: [] for p in range(partitions)}
     for round_number in range(rounds):
         history = History()
-        broker = Broker.open(DATA_DIR, config.broker_options(), fs=fs, now_ms=_wall_ms())
+        broker = Broker.open(DATA_DIR, settings.broker, fs=fs, now_ms=_wall_ms())
         if round_number == 0:
             broker.create_topic(TOPIC, partitions, now_ms=_wall_ms())
         start = {p: broker.log(TOPIC, p).next_offset for p in range(partitions)}
         async with trio.open_nursery() as nursery:
-            server: Server = await nursery.start(Server(broker, config).run)
+            server: Server = await nursery.start(Server(broker, settings.server_config()).run)
             for p in range(partitions):
                 nursery.start_soon(
                     _produce, server.address, f"r{round_number}p{p}", p, history, rng.randrange(1 << 30)
@@ -93,7 +93,7 @@ async def run_power_loss(
             nursery.cancel_scope.cancel()
         result.rounds += 1
         result.torn += torn
-        after = _read_all(fs, config, partitions)
+        after = _read_all(fs, settings, partitions)
         result.records_checked += sum(len(records) for records in after.values())
         for p in range(partitions):
             if after[p][: start[p]] != before[p][: start[p]]:
@@ -143,9 +143,9 @@ async def _produce(address: str, name: str, partition: int, history: History, se
             pass  # until the power goes
 
 
-def _read_all(fs: FaultFileSystem, config: ServerConfig, partitions: int) -> Log:
+def _read_all(fs: FaultFileSystem, settings: Settings, partitions: int) -> Log:
     """Open the broker on what the power loss left (recovery runs), and read every record."""
-    broker = Broker.open(DATA_DIR, config.broker_options(), fs=fs, now_ms=_wall_ms())
+    broker = Broker.open(DATA_DIR, settings.broker, fs=fs, now_ms=_wall_ms())
     try:
         records: Log = {}
         for p in range(partitions):
