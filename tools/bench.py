@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import select
 import shutil
 import statistics
 import struct
@@ -71,6 +70,7 @@ from typing import IO, Any
 import trio
 
 import logbroker
+from logbroker.testing import ServeProcess
 
 try:
     from confluent_kafka import Consumer, Producer
@@ -93,12 +93,6 @@ KAFKA_TARGETS = {  # row: (records/s, a stretch target?)
 }
 
 
-@dataclass(frozen=True)
-class Broker:
-    address: str  # the native protocol's HOST:PORT
-    kafka: str  # the Kafka listener's HOST:PORT ('' without one)
-
-
 @dataclass
 class Report:
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # measure, records/s, MB/s
@@ -108,42 +102,28 @@ class Report:
 
 
 @contextmanager
-def broker_process(
+def bench_broker(
     fsync: str = "always", *, memory: bool = False, kafka: bool = False, extra: Sequence[str] = ()
-) -> Iterator[Broker]:
-    """A broker on free ports with file storage in a temp directory (or in memory), and with `kafka`
-    a Kafka listener whose groups assign as soon as the first member joins; `extra`: more flags."""
-    data = "" if memory else tempfile.mkdtemp(prefix="logbroker-bench-")
-    storage = ["--memory"] if memory else ["--data-dir", data, "--fsync", fsync]
-    listener = ["--kafka-port", "0", "--kafka-group-initial-delay", "0"] if kafka else []
-    options = ["--port", "0", "--log-level", "warning", *storage, *listener, *extra]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logbroker.cli", "serve", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        bufsize=0,  # unbuffered: each announcement is read alone, so select() sees the next one
-    )
-    try:
-        assert proc.stdout is not None
-        address = announced(proc.stdout, "logbroker listening on ")
-        kafka_address = announced(proc.stdout, "logbroker speaks Kafka on ") if kafka else ""
-        yield Broker(address, kafka_address)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if data:
-            shutil.rmtree(data, ignore_errors=True)
-
-
-def announced(stdout: IO[bytes], prefix: str) -> str:
-    """The HOST:PORT of the broker's next line on stdout, which must start with `prefix`."""
-    ready, _, _ = select.select([stdout], [], [], 30)
-    line = stdout.readline().decode() if ready else ""
-    if not line.startswith(prefix):
-        raise SystemExit(f"the broker did not start: {line!r}")
-    return line.split()[-1]
+) -> Iterator[ServeProcess]:
+    """A broker process on free ports with file storage in a temp directory (or in memory), and
+    with `kafka` a Kafka listener whose groups assign as soon as the first member joins; `extra`:
+    more flags. Stopped with SIGTERM at the end."""
+    storage = [] if memory else ["--fsync", fsync]
+    listener = ["--kafka-group-initial-delay", "0"] if kafka else []
+    with tempfile.TemporaryDirectory(prefix="logbroker-bench-") as scratch:
+        broker = ServeProcess(
+            "--log-level",
+            "warning",
+            *storage,
+            *listener,
+            *extra,
+            data_dir=None if memory else scratch,
+            kafka=kafka,
+        )
+        try:
+            yield broker.start()
+        finally:
+            broker.close(timeout=60)
 
 
 async def produce(address: str, records: int, **login: Any) -> float:
@@ -523,7 +503,7 @@ def native(args: argparse.Namespace, report: Report) -> None:
     grouped: list[float] = []
     for fsync in ("always", "never"):
         for run in range(args.runs):
-            with broker_process(fsync) as broker:
+            with bench_broker(fsync) as broker:
                 seconds = trio.run(produce, broker.address, args.records)
                 produced[fsync].append(progress(f"produce, fsync={fsync}", args.records / seconds))
                 if fsync == "always":
@@ -561,19 +541,20 @@ def native(args: argparse.Namespace, report: Report) -> None:
     )
 
 
-def confluent_run(broker: Broker, records: int, lines: str) -> dict[str, float]:
+def confluent_run(broker: ServeProcess, records: int, lines: str) -> dict[str, float]:
     create_topic(broker.address, "bench")
     return {
-        "confluent-kafka produce": records / confluent_produce(broker.kafka, "bench", records),
-        "confluent-kafka consume with commits": records / confluent_consume(broker.kafka, "bench", records),
+        "confluent-kafka produce": records / confluent_produce(broker.kafka_address, "bench", records),
+        "confluent-kafka consume with commits": records
+        / confluent_consume(broker.kafka_address, "bench", records),
     }
 
 
-def kcat_run(broker: Broker, records: int, lines: str) -> dict[str, float]:
+def kcat_run(broker: ServeProcess, records: int, lines: str) -> dict[str, float]:
     create_topic(broker.address, "bench")
     return {
-        "kcat produce": records / kcat_produce(broker.kafka, "bench", lines),
-        "kcat consume": records / kcat_consume(broker.kafka, "bench", records),
+        "kcat produce": records / kcat_produce(broker.kafka_address, "bench", lines),
+        "kcat consume": records / kcat_consume(broker.kafka_address, "bench", records),
     }
 
 
@@ -588,7 +569,7 @@ def kafka_throughput(records: int, runs: int, confluent: bool, kcat: bool) -> di
         for storage, memory in KAFKA_STORAGES.items():
             for _ in range(runs):
                 for suite in suites:
-                    with broker_process(memory=memory, kafka=True) as broker:
+                    with bench_broker(memory=memory, kafka=True) as broker:
                         for name, rate in suite(broker, records, lines).items():
                             rates[f"{name}, {storage}"].append(progress(f"{name}, {storage}", rate))
     return {name: statistics.median(values) for name, values in rates.items()}
@@ -610,9 +591,11 @@ def kafka(args: argparse.Namespace, report: Report) -> None:
     if not HAVE_CONFLUENT:
         report.targets.append(latency_target(name, args.rate, 10, None))
         return
-    with broker_process("always", kafka=True) as broker:
+    with bench_broker("always", kafka=True) as broker:
         create_topic(broker.address, "latency")
-        samples = confluent_latency(broker.kafka, args.rate, args.latency_seconds, args.kafka_linger_ms)
+        samples = confluent_latency(
+            broker.kafka_address, args.rate, args.latency_seconds, args.kafka_linger_ms
+        )
     latency_figures(report, name, samples, args.rate, 10)
 
 
