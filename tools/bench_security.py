@@ -36,7 +36,7 @@ import logbroker
 from logbroker.security.acls import AclRule, AclStore
 from logbroker.security.users import UserStore
 from logbroker.testing import ServeProcess
-from tools.bench import HAVE_CONFLUENT, columns, confluent_produce, produce, rate_row
+from tools.bench import HAVE_CONFLUENT, at_least, columns, confluent_produce, produce, rate_row
 from tools.bench import bench_broker as plain_broker
 
 USER, PASSWORD = "bench", "bench-password"
@@ -100,9 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--records", type=int, default=300_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--logins", type=int, default=200)
+    parser.add_argument("--records", type=at_least(1, int), default=300_000)
+    parser.add_argument("--runs", type=at_least(1, int), default=3)
+    parser.add_argument("--logins", type=at_least(1, int), default=200)
     args = parser.parse_args()
     rows = []
     cases = [("native produce", native_rate)]
