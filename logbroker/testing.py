@@ -224,11 +224,13 @@ class ServeProcess:
     # -- starting ----------------------------------------------------------------------------------
 
     def start(self) -> ServeProcess:
-        """Start `serve` and wait until it accepts connections (after its recovery)."""
+        """Start `serve` and wait until it accepts connections (after its recovery); returns self.
+
+        If it does not start, no process is left and the `RuntimeError` quotes its stderr."""
         if self._proc is not None:
             raise RuntimeError(f"logbroker serve is already running (pid {self._proc.pid})")
         if self._log is None:
-            self._log = open(self.log_path, "ab+") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115 - kept for the object's life
+            self._log = self._open_log()
         self._log_start = os.fstat(self._log.fileno()).st_size
         proc = self._proc = subprocess.Popen(
             self.command(),
@@ -254,7 +256,7 @@ class ServeProcess:
                 code = None
             self.kill()
             tail = self.stderr_text()[-STDERR_TAIL_CHARS:]
-            self._abandon()
+            self._close_log()
             ended = f"exit code {code}" if code is not None else "killed"
             raise RuntimeError(
                 f"logbroker serve did not start: {problem} ({ended}); its stderr ends:\n{tail}"
@@ -388,13 +390,11 @@ class ServeProcess:
         self._proc = None
 
     def _abandon(self) -> None:
-        """After a failed start: no process, no log left open (the error quoted the log's end)."""
+        """After a failed start: no process, and no log left open."""
         try:
             self.kill()
         finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
+            self._close_log()
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the process if it runs (SIGTERM, SIGKILL after `timeout`) and close its log."""
@@ -402,9 +402,18 @@ class ServeProcess:
             if self._proc is not None:
                 self.stop(timeout=timeout)
         finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
+            self._close_log()
+
+    def _open_log(self) -> IO[bytes]:
+        """Opened at the first start and kept until `close`: every run appends to it."""
+        if self.log_path is None:
+            return tempfile.TemporaryFile()
+        return open(self.log_path, "ab+")
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> ServeProcess:
         if self._proc is None:
