@@ -66,3 +66,10 @@ def test_the_login_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             compile(script.replace("127.0.0.1:9400", broker.address), "README.md", "exec"),
             {"__name__": "readme"},
         )
+
+
+def test_the_serve_process_example_runs(tmp_path: Path) -> None:
+    [script] = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "ServeProcess(" in b]
+    namespace: dict[str, object] = {"__name__": "readme"}
+    exec(compile(script, "README.md", "exec"), namespace)
+    namespace["test_acked_records_survive_kill_9"](tmp_path)  # type: ignore[operator]

@@ -1,7 +1,7 @@
 """End-to-end benchmark: a `logbroker serve` subprocess and its clients, over loopback.
 
     python tools/bench.py [--records 1000000] [--runs 3] [--latency-seconds 10] [--rate 2000]
-                          [--kafka-linger-ms 5] [--plot bench-latency.png]
+                          [--max-in-flight 1] [--kafka-linger-ms 5] [--plot bench-latency.png]
 
 A quick run: `python tools/bench.py --records 100000 --runs 1 --latency-seconds 3` (at that size
 the figures that time from a first delivery, the group consumptions, mostly time what was already
@@ -16,7 +16,8 @@ each against a fresh broker: single runs on a small VM vary a lot; one topic of 
   - consume throughput from the start of the topic: records decoded and handed to the application
     by `async for message in consumer`;
   - end-to-end latency (produce call to consumer receipt) at a fixed 2,000 records/s under
-    `fsync=always`: p50, p99, max;
+    `fsync=always`: p50, p99, max; the producer keeps `--max-in-flight` produce requests in
+    flight per partition (the client's `max_in_flight`; 1, its default, keeps send order);
   - consume-and-commit throughput through a consumer group (a commit after every poll), and how
     late an unacked record is delivered again after its ack timeout;
 - the Kafka listener (issue 5; `serve --kafka-port 0 --kafka-group-initial-delay 0`), with the
@@ -53,7 +54,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import select
 import shutil
 import statistics
 import struct
@@ -63,14 +63,15 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import trio
 
 import logbroker
+from logbroker.testing import ServeProcess
 
 try:
     from confluent_kafka import Consumer, Producer
@@ -78,6 +79,8 @@ except ImportError:  # the confluent-kafka figures are skipped
     HAVE_CONFLUENT = False
 else:
     HAVE_CONFLUENT = True
+
+Number = TypeVar("Number", int, float)
 
 VALUE = b"v" * 100
 MB = 1_000_000
@@ -93,12 +96,6 @@ KAFKA_TARGETS = {  # row: (records/s, a stretch target?)
 }
 
 
-@dataclass(frozen=True)
-class Broker:
-    address: str  # the native protocol's HOST:PORT
-    kafka: str  # the Kafka listener's HOST:PORT ('' without one)
-
-
 @dataclass
 class Report:
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # measure, records/s, MB/s
@@ -108,42 +105,28 @@ class Report:
 
 
 @contextmanager
-def broker_process(
+def bench_broker(
     fsync: str = "always", *, memory: bool = False, kafka: bool = False, extra: Sequence[str] = ()
-) -> Iterator[Broker]:
-    """A broker on free ports with file storage in a temp directory (or in memory), and with `kafka`
-    a Kafka listener whose groups assign as soon as the first member joins; `extra`: more flags."""
-    data = "" if memory else tempfile.mkdtemp(prefix="logbroker-bench-")
-    storage = ["--memory"] if memory else ["--data-dir", data, "--fsync", fsync]
-    listener = ["--kafka-port", "0", "--kafka-group-initial-delay", "0"] if kafka else []
-    options = ["--port", "0", "--log-level", "warning", *storage, *listener, *extra]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logbroker.cli", "serve", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        bufsize=0,  # unbuffered: each announcement is read alone, so select() sees the next one
-    )
-    try:
-        assert proc.stdout is not None
-        address = announced(proc.stdout, "logbroker listening on ")
-        kafka_address = announced(proc.stdout, "logbroker speaks Kafka on ") if kafka else ""
-        yield Broker(address, kafka_address)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if data:
-            shutil.rmtree(data, ignore_errors=True)
-
-
-def announced(stdout: IO[bytes], prefix: str) -> str:
-    """The HOST:PORT of the broker's next line on stdout, which must start with `prefix`."""
-    ready, _, _ = select.select([stdout], [], [], 30)
-    line = stdout.readline().decode() if ready else ""
-    if not line.startswith(prefix):
-        raise SystemExit(f"the broker did not start: {line!r}")
-    return line.split()[-1]
+) -> Iterator[ServeProcess]:
+    """A broker process on free ports with file storage in a temp directory (or in memory), and
+    with `kafka` a Kafka listener whose groups assign as soon as the first member joins; `extra`:
+    more flags. Stopped with SIGTERM at the end."""
+    storage = [] if memory else ["--fsync", fsync]
+    listener = ["--kafka-group-initial-delay", "0"] if kafka else []
+    with tempfile.TemporaryDirectory(prefix="logbroker-bench-") as scratch:
+        broker = ServeProcess(
+            "--log-level",
+            "warning",
+            *storage,
+            *listener,
+            *extra,
+            data_dir=None if memory else scratch,
+            kafka=kafka,
+        )
+        try:
+            yield broker.start()
+        finally:
+            broker.close(timeout=60)
 
 
 async def produce(address: str, records: int, **login: Any) -> float:
@@ -214,8 +197,9 @@ async def redelivery(address: str, ack_timeout: float, rounds: int) -> list[floa
     return overshoot
 
 
-async def latency(address: str, rate: int, seconds: float) -> list[float]:
-    """Send `rate` records a second for `seconds`; each value carries its send time."""
+async def latency(address: str, rate: int, seconds: float, max_in_flight: int = 1) -> list[float]:
+    """Send `rate` records a second for `seconds`, with up to `max_in_flight` produce requests in
+    flight; each value carries its send time."""
     samples: list[float] = []
     total = int(rate * seconds)
     async with await logbroker.connect(address) as client, await logbroker.connect(address) as reader:
@@ -231,9 +215,7 @@ async def latency(address: str, rate: int, seconds: float) -> list[float]:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(receive)
             await trio.sleep(0.5)  # the consumer is positioned at the end
-            async with client.producer(
-                linger_ms=0, max_in_flight=int(os.environ.get("INFLIGHT", "1"))
-            ) as producer:
+            async with client.producer(linger_ms=0, max_in_flight=max_in_flight) as producer:
                 start = trio.current_time()
                 for i in range(total):
                     await trio.sleep_until(start + i / rate)
@@ -523,7 +505,7 @@ def native(args: argparse.Namespace, report: Report) -> None:
     grouped: list[float] = []
     for fsync in ("always", "never"):
         for run in range(args.runs):
-            with broker_process(fsync) as broker:
+            with bench_broker(fsync) as broker:
                 seconds = trio.run(produce, broker.address, args.records)
                 produced[fsync].append(progress(f"produce, fsync={fsync}", args.records / seconds))
                 if fsync == "always":
@@ -532,7 +514,9 @@ def native(args: argparse.Namespace, report: Report) -> None:
                     seconds = trio.run(group_consume, broker.address, args.records)
                     grouped.append(progress("consume in a group", args.records / seconds))
                     if run == 0:
-                        samples = trio.run(latency, broker.address, args.rate, args.latency_seconds)
+                        samples = trio.run(
+                            latency, broker.address, args.rate, args.latency_seconds, args.max_in_flight
+                        )
                         overshoot = trio.run(redelivery, broker.address, 1.0, 5)
     rates = {fsync: statistics.median(values) for fsync, values in produced.items()}
     consume_rate, group_rate = statistics.median(consumed), statistics.median(grouped)
@@ -561,19 +545,20 @@ def native(args: argparse.Namespace, report: Report) -> None:
     )
 
 
-def confluent_run(broker: Broker, records: int, lines: str) -> dict[str, float]:
+def confluent_run(broker: ServeProcess, records: int, lines: str) -> dict[str, float]:
     create_topic(broker.address, "bench")
     return {
-        "confluent-kafka produce": records / confluent_produce(broker.kafka, "bench", records),
-        "confluent-kafka consume with commits": records / confluent_consume(broker.kafka, "bench", records),
+        "confluent-kafka produce": records / confluent_produce(broker.kafka_address, "bench", records),
+        "confluent-kafka consume with commits": records
+        / confluent_consume(broker.kafka_address, "bench", records),
     }
 
 
-def kcat_run(broker: Broker, records: int, lines: str) -> dict[str, float]:
+def kcat_run(broker: ServeProcess, records: int, lines: str) -> dict[str, float]:
     create_topic(broker.address, "bench")
     return {
-        "kcat produce": records / kcat_produce(broker.kafka, "bench", lines),
-        "kcat consume": records / kcat_consume(broker.kafka, "bench", records),
+        "kcat produce": records / kcat_produce(broker.kafka_address, "bench", lines),
+        "kcat consume": records / kcat_consume(broker.kafka_address, "bench", records),
     }
 
 
@@ -588,7 +573,7 @@ def kafka_throughput(records: int, runs: int, confluent: bool, kcat: bool) -> di
         for storage, memory in KAFKA_STORAGES.items():
             for _ in range(runs):
                 for suite in suites:
-                    with broker_process(memory=memory, kafka=True) as broker:
+                    with bench_broker(memory=memory, kafka=True) as broker:
                         for name, rate in suite(broker, records, lines).items():
                             rates[f"{name}, {storage}"].append(progress(f"{name}, {storage}", rate))
     return {name: statistics.median(values) for name, values in rates.items()}
@@ -610,9 +595,11 @@ def kafka(args: argparse.Namespace, report: Report) -> None:
     if not HAVE_CONFLUENT:
         report.targets.append(latency_target(name, args.rate, 10, None))
         return
-    with broker_process("always", kafka=True) as broker:
+    with bench_broker("always", kafka=True) as broker:
         create_topic(broker.address, "latency")
-        samples = confluent_latency(broker.kafka, args.rate, args.latency_seconds, args.kafka_linger_ms)
+        samples = confluent_latency(
+            broker.kafka_address, args.rate, args.latency_seconds, args.kafka_linger_ms
+        )
     latency_figures(report, name, samples, args.rate, 10)
 
 
@@ -623,24 +610,53 @@ def columns(rows: list[tuple[str, str, str]], header: tuple[str, str, str], alig
         print(f"{row[0]:<{widths[0]}}  {row[1]:{align}{widths[1]}}  {row[2]:{align}{widths[2]}}".rstrip())
 
 
+def at_least(low: Number, kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    """An argparse type: a number no smaller than `low` (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
+        return value
+
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run")
-    parser.add_argument("--latency-seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument(
+        "--records", type=at_least(1, int), default=1_000_000, help="records per throughput run"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=at_least(0.001, float), default=10.0, help="how long each latency run sends"
+    )
+    parser.add_argument("--rate", type=at_least(1, int), default=2000, help="records/s of the latency runs")
+    parser.add_argument(
+        "--max-in-flight",
+        type=at_least(1, int),
+        default=1,
+        help="produce requests in flight per partition of the native latency producer (1 keeps send order)",
+    )
     parser.add_argument(
         "--kafka-linger-ms",
-        type=int,
+        type=at_least(0, int),
         default=5,
         help="linger.ms of the Kafka latency producer (librdkafka's default)",
     )
-    parser.add_argument("--runs", type=int, default=3, help="throughput runs per figure; the median is shown")
+    parser.add_argument(
+        "--runs", type=at_least(1, int), default=3, help="throughput runs per figure; the median is shown"
+    )
     parser.add_argument(
         "--plot", default="bench-latency.png", help="PNG of latency percentiles ('' for none)"
     )
     args = parser.parse_args()
+    if args.rate * args.latency_seconds < 1:
+        parser.error("--rate times --latency-seconds must be at least one record")
     report = Report()
     native(args, report)
     kafka(args, report)

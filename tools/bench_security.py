@@ -35,14 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import logbroker
 from logbroker.security.acls import AclRule, AclStore
 from logbroker.security.users import UserStore
-from tools.bench import HAVE_CONFLUENT, Broker, columns, confluent_produce, produce, rate_row
-from tools.bench import broker_process as plain_broker
+from logbroker.testing import ServeProcess
+from tools.bench import HAVE_CONFLUENT, at_least, columns, confluent_produce, produce, rate_row
+from tools.bench import bench_broker as plain_broker
 
 USER, PASSWORD = "bench", "bench-password"
 
 
 @contextmanager
-def secured_broker(kafka: bool) -> Iterator[Broker]:
+def secured_broker(kafka: bool) -> Iterator[ServeProcess]:
     """A memory broker that requires logins and checks ACLs; USER may do anything to topics."""
     directory = tempfile.mkdtemp(prefix="logbroker-bench-security-")
     try:
@@ -75,7 +76,7 @@ def confluent_rate(records: int, secure: bool) -> float:
     with secured_broker(True) if secure else plain_broker(memory=True, kafka=True) as broker:
         login: dict[str, Any] = {"username": USER, "password": PASSWORD} if secure else {}
         trio.run(lambda: _create(broker.address, login))
-        return records / confluent_produce(broker.kafka, "bench", records, **settings)
+        return records / confluent_produce(broker.kafka_address, "bench", records, **settings)
 
 
 async def _create(address: str, login: dict[str, Any]) -> None:
@@ -99,9 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--records", type=int, default=300_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--logins", type=int, default=200)
+    parser.add_argument("--records", type=at_least(1, int), default=300_000)
+    parser.add_argument("--runs", type=at_least(1, int), default=3)
+    parser.add_argument("--logins", type=at_least(1, int), default=200)
     args = parser.parse_args()
     rows = []
     cases = [("native produce", native_rate)]

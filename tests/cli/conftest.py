@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from logbroker.testing import ServeProcess
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -42,67 +44,18 @@ def sample(tmp_path: Path) -> Path:
     return copy
 
 
-class ServeProcess:
-    """`logbroker serve` as a subprocess on a free port."""
-
-    def __init__(self, data_dir: Path, *args: str) -> None:
-        self.data_dir = data_dir
-        self.args = args
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.address = ""
-
-    def start(self, timeout: float = 30) -> ServeProcess:
-        import os
-        import select
-
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "logbroker.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(self.data_dir),
-                *self.args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("logbroker listening on "):
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-            raise AssertionError(f"serve did not start: {line!r} {err.decode()[-2000:]}")
-        self.address = line.split()[-1]
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        return self
-
-    def stop(self, sig: int = 15, timeout: float = 30) -> tuple[int, str]:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, err.decode()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.communicate(timeout=30)
-
-
 @pytest.fixture
 def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """Start `logbroker serve` with more flags, its data in `data_dir` (tmp_path/data by default);
+    whatever still runs after the test is killed."""
     started: list[ServeProcess] = []
 
     def start(*args: str, data_dir: Path | None = None) -> ServeProcess:
-        process = ServeProcess(data_dir or tmp_path / "data", *args).start()
+        process = ServeProcess(*args, data_dir=data_dir or tmp_path / "data")
         started.append(process)
-        return process
+        return process.start()
 
     yield start
     for process in started:
-        if process.proc is not None and process.proc.poll() is None:
-            process.kill()
+        process.kill()
+        process.close()

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import trio
 
 import logbroker
-from tests.cli.conftest import Run, ServeProcess
+from logbroker.testing import ServeProcess
+from tests.cli.conftest import Run
 
 Serve = Callable[..., ServeProcess]
 

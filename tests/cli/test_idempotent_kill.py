@@ -10,7 +10,7 @@ import trio
 import logbroker
 from logbroker.errors import OutOfOrderSequenceError
 from logbroker.records import encode_batch
-from tests.cli.conftest import ServeProcess
+from logbroker.testing import ServeProcess
 
 
 def idempotent(count: int, seq: int) -> bytes:

@@ -4,7 +4,6 @@ after a power loss and a restart, as before the operation or as after it. The lo
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from logbroker import failpoints
+from logbroker.testing import ServeProcess
 from tools.campaigns.failpoints import State, _compare, run_failpoints
 
 
@@ -39,11 +39,8 @@ def test_an_armed_failpoint_ends_a_broker_process(tmp_path: Path) -> None:
     # and the next start finishes the topic creation's undoing. (The first time the process passes
     # the point is when it creates `__offsets` at its first start, hence @2.)
     data = tmp_path / "data"
-    env = {**os.environ, "LOGBROKER_FAILPOINTS": "topic.create.after_partitions@2:exit"}
-    serve = [sys.executable, "-m", "logbroker.cli", "serve", "--port", "0", "--data-dir", str(data)]
-    with subprocess.Popen(serve, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
-        assert proc.stdout is not None
-        address = proc.stdout.readline().decode().split()[-1]
+    env = {"LOGBROKER_FAILPOINTS": "topic.create.after_partitions@2:exit"}
+    with ServeProcess(data_dir=data, env=env) as broker:
         created = subprocess.run(
             [
                 sys.executable,
@@ -55,13 +52,13 @@ def test_an_armed_failpoint_ends_a_broker_process(tmp_path: Path) -> None:
                 "--partitions",
                 "2",
                 "--bootstrap",
-                address,
+                broker.address,
             ],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert proc.wait(timeout=30) == 137
+        assert broker.wait(timeout=30) == 137
     assert created.returncode != 0
     assert (data / "doomed-0").exists()  # the half-made topic's directories
     listed = subprocess.run(

@@ -5,11 +5,12 @@ logs in, and a rule added while the broker runs applies without a restart."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from logbroker.testing import ServeProcess
 
 CLI = [sys.executable, "-m", "logbroker.cli"]
 
@@ -25,18 +26,8 @@ def test_users_acls_serve_and_a_client_from_the_command_line(tmp_path: Path) -> 
         "acls", "add", "--principal", "User:alice", "--operation", "create", "--topic", "orders", env=env
     )
     assert added.returncode == 0, added.stderr
-    broker = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", "--authenticate", "--authorize"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert broker.stdout is not None
-        ready, _, _ = select.select([broker.stdout], [], [], 30)
-        line = broker.stdout.readline().decode() if ready else ""
-        assert line.startswith("logbroker listening on "), line
-        client_env = {**env, "LOGBROKER_BOOTSTRAP": line.split()[-1], "LOGBROKER_PASSWORD": "wonderland"}
+    with ServeProcess("--authenticate", "--authorize", memory=False, env=env) as broker:  # data dir from env
+        client_env = {**env, "LOGBROKER_BOOTSTRAP": broker.address, "LOGBROKER_PASSWORD": "wonderland"}
         created = cli("topics", "create", "orders", "--user", "alice", env=client_env)
         assert created.returncode == 0, created.stderr
         listed = cli("topics", "list", "--user", "alice", env=client_env)
@@ -59,8 +50,6 @@ def test_users_acls_serve_and_a_client_from_the_command_line(tmp_path: Path) -> 
             time.sleep(0.2)
         wrong = cli("topics", "list", "--user", "alice", env={**client_env, "LOGBROKER_PASSWORD": "x"})
         assert wrong.returncode == 1 and "authentication failed" in wrong.stderr
-    finally:
-        broker.terminate()
-        _, err = broker.communicate(timeout=30)
-    assert broker.returncode == 0, err.decode()[-2000:]
-    assert "security: authentication=SASL (1 user(s)) authorization=ACLs (1 rule(s)" in err.decode()
+        code, err = broker.stop()
+    assert code == 0, err[-2000:]
+    assert "security: authentication=SASL (1 user(s)) authorization=ACLs (1 rule(s)" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from logbroker.protocol.messages import Fetch, FetchPartition, Hello
 from logbroker.records.codec import encode_batch
 from logbroker.server.flusher import Flusher
 from logbroker.storage.fault_fs import FaultFileSystem
-from logbroker.testing import run_broker
+from logbroker.testing import ServeProcess, run_broker
 from tests.server.conftest import RawClient
 
 
@@ -141,16 +140,8 @@ def test_a_malformed_bootstrap_is_a_usage_error() -> None:
 
 
 def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(tmp_path: Path) -> None:
-    import select
-
-    with subprocess.Popen(
-        [sys.executable, "-m", "logbroker.cli", "serve", "--memory", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    ) as server:
-        assert server.stdout is not None
-        select.select([server.stdout], [], [], 30)
-        address = server.stdout.readline().decode().split()[-1]
+    with ServeProcess() as server:
+        address = server.address
         subprocess.run(
             [sys.executable, "-m", "logbroker.cli", "topics", "create", "t", "--bootstrap", address],
             check=True,
@@ -167,7 +158,7 @@ def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(tmp_path: Pa
             producer.stdin.write(b"one\n")
             producer.stdin.flush()
             time.sleep(1)
-            server.send_signal(signal.SIGKILL)
+            server.kill()
             killed = time.monotonic()
             for _ in range(40):  # keep stdin open and busy
                 try:
@@ -188,7 +179,6 @@ def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(tmp_path: Pa
                 pass
         assert code == 1 and "were acked" in errors
         assert elapsed < 2 + 5, f"gave up after {elapsed:.1f} s"
-        server.wait(timeout=30)
 
 
 async def test_an_undecodable_batch_names_its_offsets() -> None:

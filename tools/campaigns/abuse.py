@@ -26,7 +26,7 @@ import trio
 
 import logbroker
 from logbroker.errors import ConnectionClosedError
-from tools.campaigns.broker_process import BrokerProcess
+from logbroker.testing import ServeProcess
 from tools.campaigns.history import Outcome
 
 __all__ = ["AbuseResult", "run_abuse"]
@@ -82,8 +82,7 @@ async def run_abuse(
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8 * max_connections)), hard))
     result = AbuseResult(idle=idle, slowloris=slowloris)
     work = Path(tempfile.mkdtemp(prefix="logbroker-abuse-"))
-    broker = BrokerProcess(
-        work / "data",
+    broker = ServeProcess(
         "--log-level",
         "error",
         "--idle-timeout",
@@ -92,9 +91,10 @@ async def run_abuse(
         str(FRAME_TIMEOUT),
         "--max-connections",
         str(max_connections),
+        data_dir=work / "data",
     )
-    await broker.start()
     try:
+        await trio.to_thread.run_sync(broker.start)
         async with await logbroker.connect(broker.address) as client:
             await client.create_topic("canary")
             await _canary(client, 1.0)  # warm up
@@ -123,6 +123,7 @@ async def run_abuse(
         _judge(result)
     finally:
         broker.kill()
+        broker.close()
     return result
 
 

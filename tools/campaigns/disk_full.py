@@ -33,7 +33,7 @@ from logbroker.records.codec import iter_records
 from logbroker.server.config import Settings
 from logbroker.server.server import Server
 from logbroker.storage.fault_fs import FaultFileSystem
-from tools.campaigns.broker_process import BrokerProcess
+from logbroker.testing import ServeProcess
 from tools.campaigns.history import OK, History, Outcome, check, produce, read_back
 
 __all__ = ["DiskFullResult", "IoErrorsResult", "run_disk_full", "run_io_errors"]
@@ -71,17 +71,17 @@ async def run_disk_full(
     mount.mkdir()
     await trio.run_process(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)])
     result = DiskFullResult()
-    broker = BrokerProcess(
-        mount / "data",
+    broker = ServeProcess(
         "--log-level",
         "error",
         "--group-initial-delay",
         "0",
         "--min-free-bytes",
         str(min_free_bytes),
+        data_dir=mount / "data",
     )
     try:
-        await broker.start()
+        await trio.to_thread.run_sync(broker.start)
         async with await logbroker.connect(broker.address) as client:
             await client.create_topic(FILL, config={"segment.bytes": 256 << 10})
             await client.create_topic(KEEP)
@@ -139,7 +139,7 @@ async def run_disk_full(
                 result.violations.append(f"descriptors grew from {baseline} to {result.descriptors[1]}")
             end = await client.list_offset(KEEP, 0, "latest")
         broker.kill()
-        await broker.start()
+        await trio.to_thread.run_sync(broker.start)  # on the same port
         async with await logbroker.connect(broker.address) as client:
             if await client.list_offset(KEEP, 0, "latest") != end:
                 result.violations.append("after a kill -9 and a restart the log of the kept topic differs")
@@ -147,6 +147,7 @@ async def run_disk_full(
                 result.violations.append("the deleted topic came back after a restart")
     finally:
         broker.kill()
+        broker.close()
         with trio.CancelScope(shield=True):
             await trio.run_process(["umount", "-l", str(mount)], check=False)
     return result

@@ -19,7 +19,7 @@ import trio
 
 import logbroker
 from logbroker.errors import LogbrokerError
-from tools.campaigns.broker_process import BrokerProcess
+from logbroker.testing import ServeProcess
 from tools.campaigns.history import (
     FAILED,
     OK,
@@ -74,19 +74,19 @@ async def run_kill9(
     rng = random.Random(seed)
     history = History()
     snapshots: list[dict[int, int]] = []
-    broker = BrokerProcess(
-        data_dir / "data",
+    broker = ServeProcess(
         "--fsync",
         fsync,
         "--log-level",
         "warning",
         "--group-initial-delay",
         "0",
+        data_dir=data_dir / "data",
         log_path=data_dir / "broker.log",
     )
     started = trio.current_time()
-    await broker.start()
     try:
+        await trio.to_thread.run_sync(broker.start)
         async with await logbroker.connect(broker.address) as admin:
             await admin.create_topic(TOPIC, partitions=producers)
         stop_producing = trio.Event()
@@ -103,7 +103,7 @@ async def run_kill9(
                     broker.kill()
                     log(f"kill {k + 1}/{kills}: {len(history.attempts)} attempts so far")
                     await trio.sleep(rng.uniform(0.0, 0.1))
-                    await broker.start()
+                    await trio.to_thread.run_sync(broker.start)  # on the same port
                 await trio.sleep(uptime[0])
                 stop_producing.set()
             # Every producer has finished its last attempt, so every outcome is known: an attempt
@@ -115,6 +115,7 @@ async def run_kill9(
             records, log_start = await read_back(client, TOPIC, producers)
     finally:
         broker.kill()
+        broker.close()
     report = check(history, records, log_start=log_start)
     return Kill9Result(
         kills, report, committed_went_back(snapshots), len(snapshots), trio.current_time() - started
@@ -122,7 +123,7 @@ async def run_kill9(
 
 
 async def _produce(
-    broker: BrokerProcess, name: str, partition: int, history: History, stop: trio.Event, seed: int
+    broker: ServeProcess, name: str, partition: int, history: History, stop: trio.Event, seed: int
 ) -> None:
     rng = random.Random(seed)
     async with logbroker.Client(broker.address, connect_timeout=2.0) as client:
@@ -132,7 +133,7 @@ async def _produce(
                 await trio.sleep(RETRY_DELAY)  # the broker is gone or restarting
 
 
-async def _consume(broker: BrokerProcess, history: History) -> None:
+async def _consume(broker: ServeProcess, history: History) -> None:
     """Read and ack everything, through every kill: reconnect and rejoin after each. Each poll's
     records are acked together, by acking the last of each partition."""
     while True:
@@ -152,7 +153,7 @@ async def _consume(broker: BrokerProcess, history: History) -> None:
             await trio.sleep(RETRY_DELAY)
 
 
-async def _watch_commits(broker: BrokerProcess, snapshots: list[dict[int, int]]) -> None:
+async def _watch_commits(broker: ServeProcess, snapshots: list[dict[int, int]]) -> None:
     while True:
         try:
             async with await logbroker.connect(broker.address, connect_timeout=2.0) as client:
