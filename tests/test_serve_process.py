@@ -72,7 +72,7 @@ def test_a_failing_start_raises_with_the_end_of_stderr(tmp_path: Path) -> None:
         ServeProcess("--fsync", "sometimes").start()
     with ServeProcess(data_dir=tmp_path / "data") as first:
         second = ServeProcess(data_dir=tmp_path / "data")
-        with pytest.raises(RuntimeError, match="in use by another logbroker process"):
+        with pytest.raises(RuntimeError, match="is locked by another process"):
             second.start()
         assert not second.running and first.running
     slow = ServeProcess(ready_timeout=0.001)
