@@ -127,12 +127,66 @@ def test_cannot_connect(run: Run) -> None:
     assert result.returncode == 1 and "cannot connect to 127.0.0.1:1" in result.stderr
 
 
+def test_a_malformed_bootstrap_is_a_usage_error(run: Run) -> None:
+    result = run("topics", "list", "--bootstrap", "nonsense")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "HOST:PORT" in result.stderr
+
+
 def test_produce_gives_up_within_its_timeout_and_says_how_many_were_acked(run: Run) -> None:
     started = time.monotonic()
     result = run("produce", "t", "--bootstrap", "127.0.0.1:1", "--timeout", "1.5", input="a\nb\n")
     assert result.returncode == 1
     assert "0 of 0 message(s) were acked" in result.stderr
     assert time.monotonic() - started < 15
+
+
+def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "logbroker.cli", "serve", "--memory", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as server:
+        assert server.stdout is not None
+        select.select([server.stdout], [], [], 30)
+        address = server.stdout.readline().decode().split()[-1]
+        subprocess.run(
+            [sys.executable, "-m", "logbroker.cli", "topics", "create", "t", "--bootstrap", address],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        with subprocess.Popen(
+            [sys.executable, "-m", "logbroker.cli", "produce", "t", "--bootstrap", address, "--timeout", "2"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as producer:
+            assert producer.stdin is not None
+            producer.stdin.write(b"one\n")
+            producer.stdin.flush()
+            time.sleep(1)
+            server.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            for _ in range(40):  # keep stdin open and busy
+                try:
+                    producer.stdin.write(b"more\n")
+                    producer.stdin.flush()
+                except BrokenPipeError:
+                    break
+                if producer.poll() is not None:
+                    break
+                time.sleep(0.2)
+            code = producer.wait(timeout=30)
+            elapsed = time.monotonic() - killed
+            assert producer.stderr is not None
+            errors = producer.stderr.read().decode()
+            try:
+                producer.stdin.close()
+            except BrokenPipeError:
+                pass
+        assert code == 1 and "were acked" in errors
+        assert elapsed < 2 + 5, f"gave up after {elapsed:.1f} s"
+        server.wait(timeout=30)
 
 
 def test_produce_streams_lines_as_they_come(serve_process: Serve, run: Run) -> None:
