@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 import logbroker
 from logbroker.errors import (
@@ -127,7 +128,7 @@ async def test_a_consumer_names_the_offsets_of_a_batch_it_cannot_decode() -> Non
             await consumer.__anext__()
 
 
-async def test_fetch_long_polls_until_data_arrives() -> None:
+async def test_fetch_long_polls_until_data_arrives(autojump_clock: trio.abc.Clock) -> None:
     async with run_broker() as broker, await logbroker.connect(broker.address) as client:
         await client.create_topic("t")
         started = trio.current_time()
@@ -139,7 +140,8 @@ async def test_fetch_long_polls_until_data_arrives() -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fetch)
-            await trio.sleep(0.2)
+            # Everything blocked, no time passed: the fetch was read and waits in the broker.
+            await trio.testing.wait_all_tasks_blocked()
             assert not result
             await client.produce("t", [b"hello"])
         assert offsets(result[0]) == [0]
@@ -196,6 +198,7 @@ async def test_pipelined_requests_beyond_the_in_flight_limit_are_all_answered() 
 async def test_graceful_shutdown_under_load(tmp_path: object) -> None:
     data_dir = str(tmp_path)
     acked: list[int] = []
+    under_load = trio.Event()
     async with run_broker(data_dir=data_dir) as broker:
         client = await logbroker.connect(broker.address)
         await client.create_topic("t")
@@ -204,13 +207,16 @@ async def test_graceful_shutdown_under_load(tmp_path: object) -> None:
             try:
                 while True:
                     acked.append(await client.produce("t", [b"x"]))
+                    if len(acked) >= 20:
+                        under_load.set()
             except logbroker.errors.LogbrokerError:
                 pass
 
         async with trio.open_nursery() as nursery:
             for _ in range(4):
                 nursery.start_soon(produce_forever)
-            await trio.sleep(0.3)
+            with trio.fail_after(30):
+                await under_load.wait()  # acks flow, and four produces are in flight
             broker.server.request_shutdown()
         await client.aclose()
     from logbroker.broker.broker import Broker
