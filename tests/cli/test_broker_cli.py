@@ -140,53 +140,57 @@ def test_produce_gives_up_within_its_timeout_and_says_how_many_were_acked(run: R
     assert time.monotonic() - started < 15
 
 
-def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(tmp_path: Path) -> None:
+def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(serve_process: Serve, run: Run) -> None:
+    server = serve_process("--memory")
+    assert run("topics", "create", "t", "--bootstrap", server.address).returncode == 0
     with subprocess.Popen(
-        [sys.executable, "-m", "logbroker.cli", "serve", "--memory", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "logbroker.cli",
+            "produce",
+            "t",
+            "--bootstrap",
+            server.address,
+            "--timeout",
+            "2",
+        ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    ) as server:
-        assert server.stdout is not None
-        select.select([server.stdout], [], [], 30)
-        address = server.stdout.readline().decode().split()[-1]
-        subprocess.run(
-            [sys.executable, "-m", "logbroker.cli", "topics", "create", "t", "--bootstrap", address],
-            check=True,
-            capture_output=True,
-            timeout=60,
+        stderr=subprocess.PIPE,
+    ) as producer:
+        assert producer.stdin is not None
+        producer.stdin.write(b"one\n")
+        producer.stdin.flush()
+        # The broker dies only once the producer is connected and streaming: its first line has
+        # reached the broker (a consumer waits for it, with a deadline).
+        got = run(
+            "consume", "t", "--max-messages", "1", "--idle-timeout", "20", "--bootstrap", server.address
         )
-        with subprocess.Popen(
-            [sys.executable, "-m", "logbroker.cli", "produce", "t", "--bootstrap", address, "--timeout", "2"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        ) as producer:
-            assert producer.stdin is not None
-            producer.stdin.write(b"one\n")
-            producer.stdin.flush()
-            time.sleep(1)
-            server.send_signal(signal.SIGKILL)
-            killed = time.monotonic()
-            for _ in range(40):  # keep stdin open and busy
-                try:
-                    producer.stdin.write(b"more\n")
-                    producer.stdin.flush()
-                except BrokenPipeError:
-                    break
-                if producer.poll() is not None:
-                    break
-                time.sleep(0.2)
-            code = producer.wait(timeout=30)
-            elapsed = time.monotonic() - killed
-            assert producer.stderr is not None
-            errors = producer.stderr.read().decode()
+        assert got.stdout == "one\n"
+        server.kill()
+        killed = time.monotonic()
+        for _ in range(40):  # keep stdin open and busy, a line every 0.2 s, until the producer exits
             try:
-                producer.stdin.close()
+                producer.stdin.write(b"more\n")
+                producer.stdin.flush()
             except BrokenPipeError:
+                break
+            try:
+                producer.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
                 pass
-        assert code == 1 and "were acked" in errors
-        assert elapsed < 2 + 5, f"gave up after {elapsed:.1f} s"
-        server.wait(timeout=30)
+        code = producer.wait(timeout=30)
+        elapsed = time.monotonic() - killed
+        assert producer.stderr is not None
+        errors = producer.stderr.read().decode()
+        try:
+            producer.stdin.close()
+        except BrokenPipeError:
+            pass
+    assert code == 1 and "were acked" in errors
+    assert elapsed < 2 + 5, f"gave up after {elapsed:.1f} s"
 
 
 def test_produce_streams_lines_as_they_come(serve_process: Serve, run: Run) -> None:
