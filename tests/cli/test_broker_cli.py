@@ -127,12 +127,70 @@ def test_cannot_connect(run: Run) -> None:
     assert result.returncode == 1 and "cannot connect to 127.0.0.1:1" in result.stderr
 
 
+def test_a_malformed_bootstrap_is_a_usage_error(run: Run) -> None:
+    result = run("topics", "list", "--bootstrap", "nonsense")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "HOST:PORT" in result.stderr
+
+
 def test_produce_gives_up_within_its_timeout_and_says_how_many_were_acked(run: Run) -> None:
     started = time.monotonic()
     result = run("produce", "t", "--bootstrap", "127.0.0.1:1", "--timeout", "1.5", input="a\nb\n")
     assert result.returncode == 1
     assert "0 of 0 message(s) were acked" in result.stderr
     assert time.monotonic() - started < 15
+
+
+def test_produce_gives_up_within_its_timeout_while_stdin_stays_open(serve_process: Serve, run: Run) -> None:
+    server = serve_process("--memory")
+    assert run("topics", "create", "t", "--bootstrap", server.address).returncode == 0
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "logbroker.cli",
+            "produce",
+            "t",
+            "--bootstrap",
+            server.address,
+            "--timeout",
+            "2",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as producer:
+        assert producer.stdin is not None
+        producer.stdin.write(b"one\n")
+        producer.stdin.flush()
+        # The broker dies only once the producer is connected and streaming: its first line has
+        # reached the broker (a consumer waits for it, with a deadline).
+        got = run(
+            "consume", "t", "--max-messages", "1", "--idle-timeout", "20", "--bootstrap", server.address
+        )
+        assert got.stdout == "one\n"
+        server.kill()
+        killed = time.monotonic()
+        for _ in range(40):  # keep stdin open and busy, a line every 0.2 s, until the producer exits
+            try:
+                producer.stdin.write(b"more\n")
+                producer.stdin.flush()
+            except BrokenPipeError:
+                break
+            try:
+                producer.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        code = producer.wait(timeout=30)
+        elapsed = time.monotonic() - killed
+        assert producer.stderr is not None
+        errors = producer.stderr.read().decode()
+        try:
+            producer.stdin.close()
+        except BrokenPipeError:
+            pass
+    assert code == 1 and "were acked" in errors
+    assert elapsed < 2 + 5, f"gave up after {elapsed:.1f} s"
 
 
 def test_produce_streams_lines_as_they_come(serve_process: Serve, run: Run) -> None:

@@ -42,7 +42,8 @@ async def test_a_cancelled_poll_loses_no_records(autojump_clock: Clock) -> None:
             with trio.move_on_after(1):
                 await consumer.poll()  # waits in the broker for records
             await client.produce("t", [b"%d" % i for i in range(5)])
-            await trio.sleep(1)  # the abandoned poll delivered them; its response is dropped
+            # All tasks blocked: the abandoned poll took them and its response was dropped.
+            await trio.testing.wait_all_tasks_blocked()
             await client.produce("t", [b"5"])
             seen: list[int] = []
             while len(seen) < 6:
@@ -62,9 +63,10 @@ async def test_a_poll_retried_at_once_ends_the_one_it_replaces(autojump_clock: C
                 await consumer.poll()
 
             async def produce() -> None:
-                await trio.sleep(0.5)
+                # All tasks blocked: the retried poll is in the broker, the one it replaces ended.
+                await trio.testing.wait_all_tasks_blocked()
                 await client.produce("t", [b"%d" % i for i in range(5)])
-                await trio.sleep(1)
+                await trio.testing.wait_all_tasks_blocked()  # delivered and acked; polling again
                 await client.produce("t", [b"5"])
 
             seen: list[int] = []
@@ -97,11 +99,11 @@ async def test_a_member_that_dies_after_polling_is_expired(autojump_clock: Clock
                 got.set()
 
             nursery.start_soon(consume)
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # the live member joined and polls
             assert live.assignment == [("t", 1)]  # the doomed member kept partition 0
             async with trio.open_nursery() as polls:
                 polls.start_soon(doomed.request, GroupPoll("g", joined.member_id, max_wait_ms=1000))
-                await trio.sleep(0.1)
+                await trio.testing.wait_all_tasks_blocked()  # both members' polls wait in the broker
                 async with admin.group_consumer("other", "t"):  # the timer looks now
                     pass
             # The doomed member's poll has ended; it falls silent.
@@ -119,7 +121,9 @@ async def test_an_ack_after_the_ack_timeout_commits(autojump_clock: Clock) -> No
         await client.produce("t", [b"slow-0", b"slow-1"])
         async with client.group_consumer("g", "t", ack_timeout=0.2) as consumer:
             [first, second] = await consumer.poll()
-            await trio.sleep(0.5)  # processing outlasts the ack timeout: the records went back
+            # Time passing is the point: processing outlasts the 0.2 s ack timeout, which takes
+            # the records back.
+            await trio.sleep(0.5)
             await first.ack()  # late, but it did process it: no error
             await second.ack()
             assert (await client.describe_group("g")).partitions[0].committed == 2
@@ -131,7 +135,7 @@ async def test_a_late_nack_is_no_error(autojump_clock: Clock) -> None:
         await client.produce("t", [b"a", b"b"])
         async with client.group_consumer("g", "t", ack_timeout=0.2) as consumer:
             [first, _] = await consumer.poll()
-            await trio.sleep(0.5)
+            await trio.sleep(0.5)  # time passing is the point: the 0.2 s ack timeout takes them back
             await first.nack()  # the ack timeout already took it back
             again = await consumer.poll()
             assert [(m.offset, m.delivery_count) for m in again] == [(0, 2), (1, 2)]
@@ -154,9 +158,11 @@ async def test_a_commit_wakes_a_poll_waiting_to_dead_letter(autojump_clock: Cloc
         await client.request(Nack("g", member, generation, "t", 0, 1, 0))  # 1 failed: no deliveries left
         async with trio.open_nursery() as nursery:
             nursery.start_soon(poller.request, GroupPoll("g", member, max_wait_ms=10_000))
-            await trio.sleep(0.2)  # the poll waits: offset 1 goes to the DLQ once 0 is done
+            # All tasks blocked, no time passed: the poll waits in the broker, as offset 1 goes to
+            # the DLQ only once 0 is done.
+            await trio.testing.wait_all_tasks_blocked()
             await client.request(CommitOffset("g", member, generation, "t", 0, 1))
-            await trio.sleep(0.2)
+            await trio.testing.wait_all_tasks_blocked()  # woken by the commit, long before its 10 s
             assert (await client.describe_topic("dlq.g.t")).partitions[0].high_watermark == 1
             assert (await client.describe_group("g")).partitions[0].committed == 2
             nursery.cancel_scope.cancel()
@@ -194,7 +200,7 @@ async def test_a_poll_cancelled_while_its_dead_letter_syncs_copies_once(autojump
         durable = handler.durable
 
         async def slow_disk(pending):  # type: ignore[no-untyped-def]
-            await trio.sleep(1)
+            await trio.sleep(1)  # time passing is the point: a slow fsync, outlasting the poll
             await durable(pending)
 
         async with admin.group_consumer("g", "t") as consumer:
@@ -223,12 +229,15 @@ async def test_the_group_timer_survives_a_failing_offsets_log(autojump_clock: Cl
         assert isinstance(joined, JoinGroupResponse)
         log = broker.broker.groups.store.log
         append = log.append
+        failed = trio.Event()
 
         def disk_full(*args, **kwargs):  # type: ignore[no-untyped-def]
+            failed.set()
             raise StorageError("__offsets-0: write failed: No space left on device")
 
         log.append = disk_full  # type: ignore[method-assign]
-        await trio.sleep(1)  # the first assignment, due now, writes start offsets: it fails
+        with trio.fail_after(5):
+            await failed.wait()  # the first assignment, due after 0.2 s, writes start offsets: it fails
         log.append = append  # type: ignore[method-assign]
         assert [t.name for t in await client.list_topics()] == ["t"]  # still serving
         await client.produce("t", [b"x"])
@@ -261,7 +270,7 @@ def test_the_group_timer_does_not_spin_on_a_deadline_it_reached() -> None:
         broker.groups.join("g", None, "A", ["t"], now=0, now_ms=NOW_MS)  # expires at 1001 ms
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server._group_timer)
-            await trio.sleep(5)
+            await trio.sleep(5)  # time passing is the point: the timer reaches the 1001 ms deadline
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

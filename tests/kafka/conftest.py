@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from logbroker.kafka.apis import CREATE_TOPICS
 from logbroker.testing import BrokerThread, RunningBroker
+from tests.kafka.wire import Wire, create_topics_body
 
 # Short timeouts, so group tests take seconds: no initial rebalance delay, sessions as short as
 # the clients allow.
@@ -29,3 +31,11 @@ def kafka_broker() -> Iterator[RunningBroker]:
 def kafka_file_broker(tmp_path: Path) -> Iterator[RunningBroker]:
     with BrokerThread(data_dir=str(tmp_path / "data"), **KAFKA_SETTINGS) as running:
         yield running
+
+
+@pytest.fixture
+def wire(kafka_broker: RunningBroker) -> Iterator[Wire]:
+    """A raw Kafka connection to `kafka_broker`, with topic "t" of two partitions created."""
+    with Wire(kafka_broker) as connection:
+        connection.call(CREATE_TOPICS, 4, create_topics_body("t", partitions=2))
+        yield connection

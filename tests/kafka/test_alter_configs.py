@@ -1,5 +1,6 @@
 """AlterConfigs and IncrementalAlterConfigs: topic settings changed at runtime from kafka-python's
-and confluent-kafka's admin clients, read back with DescribeConfigs."""
+and confluent-kafka's admin clients, read back with DescribeConfigs (which answers each resource
+once, and only for this broker)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, Kafka
 
 import logbroker
 from logbroker.errors import InvalidConfigError
-from logbroker.kafka.apis import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
+from logbroker.kafka.apis import ALTER_CONFIGS, DESCRIBE_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 from logbroker.testing import RunningBroker
 
 from .wire import Wire
+
+INVALID_REQUEST = 42
 
 
 def create(broker: RunningBroker, topic: str, config: dict[str, str] | None = None) -> None:
@@ -120,3 +123,17 @@ def test_a_resource_or_setting_named_twice_is_refused(kafka_broker: RunningBroke
         answer = wire.call(ALTER_CONFIGS, 1, {"resources": [doubled], "validate_only": False})
         assert [r["error_code"] for r in answer["responses"]] == [42]
     assert config_of(kafka_broker, "twice")["retention.ms"] == str(7 * 24 * 3600 * 1000)
+
+
+def test_describe_configs_answers_each_resource_once_and_only_for_this_broker(wire: Wire) -> None:
+    def describe(*names: str) -> list[dict[str, object]]:
+        resources = [{"resource_type": 4, "resource_name": n, "configuration_keys": None} for n in names]
+        body = {"resources": resources, "include_synonyms": False}
+        return wire.call(DESCRIBE_CONFIGS, 1, body)["results"]  # type: ignore[no-any-return]
+
+    [once] = describe("0", "0", "0")
+    assert once["error_code"] == 0 and once["configs"]
+    [other] = describe("5")
+    assert other["error_code"] == INVALID_REQUEST
+    [cluster] = describe("")
+    assert (cluster["error_code"], cluster["configs"]) == (0, [])

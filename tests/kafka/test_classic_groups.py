@@ -1,4 +1,5 @@
-"""Kafka's classic group state machine (`ClassicGroups`), driven with explicit times in ms."""
+"""Kafka's classic group state machine (`ClassicGroups`), driven with explicit times in ms; and
+its commit rules for a group that does not exist, at the wire."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from logbroker.errors import (
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
+from logbroker.kafka.apis import LIST_GROUPS, OFFSET_COMMIT
+from tests.kafka.wire import Wire
 
 DELAY = 100  # the initial rebalance delay
 SESSION = 1000
 REBALANCE = 5000
 RANGE = [("range", b"r"), ("roundrobin", b"rr")]
+ILLEGAL_GENERATION = 22  # Kafka's code
 
 
 @pytest.fixture
@@ -151,6 +155,30 @@ def test_commit_rules(groups: ClassicGroups) -> None:
     groups.check_commit(group, follower, 1, now=DELAY)
     with pytest.raises(IllegalGenerationError):
         groups.check_commit(group, follower, 0, now=DELAY)
+
+
+def commit_body(group: str, generation: int, member: str) -> dict[str, object]:
+    partition = {"partition_index": 0, "committed_offset": 1, "committed_metadata": None}
+    return {
+        "group_id": group,
+        "generation_id_or_member_epoch": generation,
+        "member_id": member,
+        "group_instance_id": None,
+        "retention_time_ms": -1,
+        "topics": [{"name": "t", "partitions": [partition]}],
+    }
+
+
+def test_only_a_simple_commit_is_accepted_for_a_group_that_does_not_exist(wire: Wire) -> None:
+    # A commit with a generation for a group that does not exist is from a member of a group
+    # that is gone: ILLEGAL_GENERATION, and no group is created.
+    answer = wire.call(OFFSET_COMMIT, 7, commit_body("ghost", 3, "member-1"))
+    assert answer["topics"][0]["partitions"][0]["error_code"] == ILLEGAL_GENERATION
+    assert wire.call(LIST_GROUPS, 2, {})["groups"] == []
+    # Generation -1 is a commit of a group that only stores offsets here: accepted while empty,
+    # whatever member id it names.
+    answer = wire.call(OFFSET_COMMIT, 7, commit_body("simple", -1, "someone"))
+    assert answer["topics"][0]["partitions"][0]["error_code"] == 0
 
 
 def test_the_last_member_leaving_empties_the_group(groups: ClassicGroups) -> None:

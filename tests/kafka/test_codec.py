@@ -193,6 +193,11 @@ def test_a_lying_array_count_allocates_nothing() -> None:
         METADATA.request.decode(Reader(data + b"\x01"), 4, False)
 
 
+def test_any_nonzero_byte_is_a_true_boolean() -> None:
+    assert Reader(b"\x02").boolean() is True
+    assert Reader(b"\x00").boolean() is False
+
+
 def test_unknown_tagged_fields_are_skipped_and_known_ones_read() -> None:
     schema = Struct(F("a", INT8), F("b", INT32, tag=1, default=-1))
     writer = Writer()

@@ -1,19 +1,31 @@
-"""The Kafka listener as a server: framing limits, unserved APIs, and one bad client never
-disturbing the others."""
+"""The Kafka listener as a server: framing limits, unserved APIs, answers in request order and
+seeing the requests before them, fetch limits, and one bad client never disturbing the others."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 from kafka import KafkaAdminClient
 
-from logbroker.kafka.apis import API_VERSIONS, FETCH, JOIN_GROUP, METADATA
+from logbroker.kafka.apis import (
+    API_VERSIONS,
+    CREATE_TOPICS,
+    FETCH,
+    JOIN_GROUP,
+    LIST_OFFSETS,
+    METADATA,
+    PRODUCE,
+)
 from logbroker.kafka.types import Reader, Writer
+from logbroker.records.codec import encode_batch
 from logbroker.testing import BrokerThread, RunningBroker
+from tests.kafka.conftest import KAFKA_SETTINGS
+from tests.kafka.wire import Wire, create_topics_body, fetch_body, list_offsets_body, produce_body, produced
 
 
 def connect(broker: RunningBroker) -> socket.socket:
@@ -119,6 +131,29 @@ def test_answers_come_in_request_order_across_a_long_poll() -> None:
         sock.sendall(frame(FETCH.key, 11, 2, fetch.getvalue()) + frame(METADATA.key, 4, 3, metadata_body()))
         first, second = read_frame(sock), read_frame(sock)
         assert struct.unpack_from(">i", first)[0] == 2 and struct.unpack_from(">i", second)[0] == 3
+
+
+def test_requests_pipelined_behind_a_produce_see_its_records(tmp_path: Path) -> None:
+    # ListOffsets and Fetch pipelined right behind an acks=all produce were answered from before
+    # the produce (they were worked out when read, while the produce waited for its fsync).
+    with BrokerThread(data_dir=str(tmp_path), **KAFKA_SETTINGS) as broker, Wire(broker) as wire:
+        wire.call(CREATE_TOPICS, 4, create_topics_body("p"))
+        for n in range(5):
+            wire.sock.sendall(
+                wire.frame(PRODUCE, 7, produce_body("p", 0, encode_batch([b"x"])))
+                + wire.frame(LIST_OFFSETS, 2, list_offsets_body("p", 0))
+                + wire.frame(FETCH, 11, fetch_body("p", 0, 0))
+            )
+            base = wire.answer(PRODUCE, 7)["responses"][0]["partition_responses"][0]["base_offset"]
+            listed = wire.answer(LIST_OFFSETS, 2)["topics"][0]["partitions"][0]["offset"]
+            fetched = wire.answer(FETCH, 11)["responses"][0]["partitions"][0]["high_watermark"]
+            assert base == n and listed == fetched == n + 1
+
+
+def test_a_fetch_with_a_zero_partition_limit_still_returns_the_first_batch(wire: Wire) -> None:
+    produced(wire, encode_batch([b"first"]))
+    answer = wire.call(FETCH, 11, fetch_body("t", 0, 0, partition_max_bytes=0))
+    assert answer["responses"][0]["partitions"][0]["records"]  # KIP-74: the first batch, whole
 
 
 def join_group_frame(correlation_id: int, protocols: list[dict[str, object]]) -> bytes:

@@ -6,7 +6,7 @@ import socket
 import struct
 from typing import Any
 
-from logbroker.kafka.apis import Api
+from logbroker.kafka.apis import PRODUCE, Api
 from logbroker.kafka.types import Reader, Writer
 from logbroker.testing import RunningBroker
 
@@ -70,6 +70,12 @@ def produce_body(topic: str, partition: int, records: bytes, acks: int = -1) -> 
         "timeout_ms": 5000,
         "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": records}]}],
     }
+
+
+def produced(wire: Wire, records: bytes, topic: str = "t") -> dict[str, Any]:
+    """Produce `records` to partition 0 of `topic`; the partition's answer."""
+    answer = wire.call(PRODUCE, 7, produce_body(topic, 0, records))
+    return answer["responses"][0]["partition_responses"][0]  # type: ignore[no-any-return]
 
 
 def fetch_body(topic: str, partition: int, offset: int, partition_max_bytes: int = 1 << 20) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import logbroker
-from logbroker.errors import ConnectionClosedError
+from logbroker.errors import ConnectionClosedError, MessageTooLargeError
+from logbroker.protocol.connection import Request
 from logbroker.protocol.frames import REQUEST, encode_frame
 from logbroker.protocol.messages import ErrorResponse, Fetch, FetchPartition, Hello
 from logbroker.testing import RunningBroker, run_broker
@@ -43,6 +44,15 @@ async def test_a_connection_with_a_request_in_flight_is_not_idle(autojump_clock:
         assert response.partitions[0].error_code == 0  # the long poll outlived the idle timeout
 
 
+async def test_the_idle_timeout_still_applies_after_a_fetch(autojump_clock: trio.abc.Clock) -> None:
+    async with run_broker(idle_timeout=5) as broker, await RawClient.open(broker.port) as raw:
+        await raw.send(Fetch([FetchPartition("nope", 0, 0)], max_wait_ms=10))
+        assert await raw.receive() is not None
+        started = trio.current_time()
+        assert await raw.closed_by_server()
+        assert trio.current_time() - started < 6
+
+
 async def test_slowloris_frames_are_cut(autojump_clock: trio.abc.Clock) -> None:
     async with (
         run_broker(frame_timeout=10, idle_timeout=1000) as broker,
@@ -63,12 +73,57 @@ async def test_slowloris_frames_are_cut(autojump_clock: trio.abc.Clock) -> None:
         await canary(broker)
 
 
+async def test_the_frame_timeout_restarts_when_a_frame_completes(autojump_clock: trio.abc.Clock) -> None:
+    async with (
+        run_broker(frame_timeout=1, idle_timeout=1000) as broker,
+        await RawClient.open(broker.port) as raw,
+    ):
+        stream = b"".join(raw.protocol.send(Request(i + 1, Hello("x" * 150_000))) for i in range(40))
+
+        async def drain() -> None:
+            while await raw.stream.receive_some(1 << 20):
+                pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            for i in range(0, len(stream), 100_000):  # steady progress, 4 s in all
+                await raw.stream.send_all(stream[i : i + 100_000])
+                await trio.sleep(0.1)
+            assert len(broker.server.connections) == 1  # still served
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_stalled_frame_is_cut_even_with_a_request_in_flight(autojump_clock: trio.abc.Clock) -> None:
+    async with (
+        run_broker(frame_timeout=3, idle_timeout=1000) as broker,
+        await RawClient.open(broker.port) as raw,
+    ):
+        await raw.send(Fetch([FetchPartition("nope", 0, 0)], max_wait_ms=60_000))
+        await raw.stream.send_all(b"\x00\x00")  # two bytes of a frame that never comes
+        started = trio.current_time()
+        assert await raw.closed_by_server()
+        assert trio.current_time() - started < 4
+
+
 async def test_a_frame_over_the_limit_is_refused_from_its_prefix() -> None:
     async with run_broker(max_frame_bytes=1 << 20) as broker, await RawClient.open(broker.port) as raw:
         await raw.stream.send_all(length_prefix(2**31 - 1))  # nothing more follows
         with trio.fail_after(5):
             assert await raw.closed_by_server()
         await canary(broker)
+
+
+async def test_a_request_over_the_brokers_frame_limit_is_refused_by_the_client() -> None:
+    async with (
+        run_broker(max_frame_bytes=1 << 20) as broker,
+        await logbroker.connect(broker.address) as client,
+    ):
+        await client.create_topic("t")
+        async with client.producer() as producer:
+            delivery = await producer.send("t", b"x" * (2 << 20))
+            with pytest.raises(MessageTooLargeError, match="max_frame_bytes"):
+                await delivery
+        assert await client.produce("t", [b"small"]) == 0  # the connection was never dropped
 
 
 @pytest.mark.parametrize(
@@ -155,6 +210,27 @@ async def test_a_reader_that_never_reads_is_cut_off(autojump_clock: trio.abc.Clo
             with trio.fail_after(60):
                 await broker.server.wait_connections(0)
         await canary(broker)
+
+
+async def test_pipelined_fetches_of_a_prompt_reader_are_not_mistaken_for_a_slow_one() -> None:
+    async with (
+        run_broker(max_output_bytes=1 << 20) as broker,
+        await logbroker.connect(broker.address) as client,
+    ):
+        await client.create_topic("t")
+        for _ in range(8):
+            await client.produce("t", [b"x" * 100_000] * 5)
+        sizes: list[int] = []
+
+        async def fetch() -> None:
+            _, payload = await client.fetch([FetchPartition("t", 0, 0, 64 << 20)], max_bytes=64 << 20)
+            sizes.append(len(payload))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(fetch)
+        assert len(sizes) == 4 and all(0 < size <= 2 << 20 for size in sizes)
+        assert len(broker.server.connections) == 1
 
 
 @pytest.mark.parametrize("listener", ["native", "kafka"])

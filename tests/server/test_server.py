@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 import logbroker
 from logbroker.errors import (
     ConnectionClosedError,
     CorruptRecordError,
     InvalidTopicError,
+    LogbrokerError,
     MessageTooLargeError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
 from logbroker.protocol.messages import FetchPartition, Hello, HelloResponse, Produce
+from logbroker.records.batch import HEADER, batch_crc
 from logbroker.records.partitioner import partition_for_key
 from logbroker.testing import run_broker
 from tests.helpers import batch, offsets
@@ -87,6 +91,17 @@ async def test_bad_produces_get_clear_errors_and_the_connection_goes_on() -> Non
         assert await client.produce("t", [b"fine"]) == 0
 
 
+async def test_an_unexpected_error_in_a_produce_fails_only_that_request(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with run_broker(data_dir=str(data), auto_create_topics=True) as broker:
+        (data / "foo-0").write_bytes(b"a stray file where a partition directory would go")
+        async with await logbroker.connect(broker.address) as client:
+            with pytest.raises(LogbrokerError, match="internal error"):
+                await client.produce_batches("foo", 0, logbroker.records.encode_batch([b"x"]))
+            await client.create_topic("ok")
+            assert [t.name for t in await client.list_topics()] == ["ok"]
+
+
 async def test_acks_zero_gets_no_response() -> None:
     async with run_broker() as broker, await RawClient.open(broker.port) as raw:
         await raw.send(Produce("t", 0, acks=0), batch(1))  # an unknown topic: no answer either
@@ -96,7 +111,24 @@ async def test_acks_zero_gets_no_response() -> None:
         assert response.correlation_id == 2
 
 
-async def test_fetch_long_polls_until_data_arrives() -> None:
+async def test_a_consumer_names_the_offsets_of_a_batch_it_cannot_decode() -> None:
+    async with run_broker() as broker, await logbroker.connect(broker.address) as client:
+        await client.create_topic("t")
+        await client.produce("t", [b"fine"])
+        good = logbroker.records.encode_batch([b"hello"])
+        fields = list(HEADER.unpack_from(good))
+        body = b"\xff" * 12  # a valid header and CRC around records that are not records
+        fields[1] = 49 + len(body)
+        raw = bytearray(HEADER.pack(*fields) + body)
+        raw[17:21] = batch_crc(raw, 0, len(raw)).to_bytes(4, "big")
+        await client.produce_batches("t", 0, bytes(raw))
+        consumer = client.consumer("t")
+        assert (await consumer.__anext__()).value == b"fine"
+        with pytest.raises(LogbrokerError, match=r"offsets 1\.\.1 cannot be decoded.*start after offset 1"):
+            await consumer.__anext__()
+
+
+async def test_fetch_long_polls_until_data_arrives(autojump_clock: trio.abc.Clock) -> None:
     async with run_broker() as broker, await logbroker.connect(broker.address) as client:
         await client.create_topic("t")
         started = trio.current_time()
@@ -108,7 +140,8 @@ async def test_fetch_long_polls_until_data_arrives() -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fetch)
-            await trio.sleep(0.2)
+            # Everything blocked, no time passed: the fetch was read and waits in the broker.
+            await trio.testing.wait_all_tasks_blocked()
             assert not result
             await client.produce("t", [b"hello"])
         assert offsets(result[0]) == [0]
@@ -165,6 +198,7 @@ async def test_pipelined_requests_beyond_the_in_flight_limit_are_all_answered() 
 async def test_graceful_shutdown_under_load(tmp_path: object) -> None:
     data_dir = str(tmp_path)
     acked: list[int] = []
+    under_load = trio.Event()
     async with run_broker(data_dir=data_dir) as broker:
         client = await logbroker.connect(broker.address)
         await client.create_topic("t")
@@ -173,13 +207,16 @@ async def test_graceful_shutdown_under_load(tmp_path: object) -> None:
             try:
                 while True:
                     acked.append(await client.produce("t", [b"x"]))
+                    if len(acked) >= 20:
+                        under_load.set()
             except logbroker.errors.LogbrokerError:
                 pass
 
         async with trio.open_nursery() as nursery:
             for _ in range(4):
                 nursery.start_soon(produce_forever)
-            await trio.sleep(0.3)
+            with trio.fail_after(30):
+                await under_load.wait()  # acks flow, and four produces are in flight
             broker.server.request_shutdown()
         await client.aclose()
     from logbroker.broker.broker import Broker
@@ -206,6 +243,27 @@ async def test_send_nowait_queues_without_waiting_or_says_it_would_block() -> No
                     producer.send_nowait("t", b"z" * 100)  # over max_buffered_bytes
         assert first.result().offset == 0
         assert [d.result().offset for d in queued] == list(range(1, 9))
+
+
+async def test_records_queued_behind_a_request_in_flight_go_in_one_request(tmp_path: Path) -> None:
+    async with (
+        run_broker(data_dir=str(tmp_path)) as broker,
+        await logbroker.connect(broker.address) as client,
+    ):
+        await client.create_topic("t")
+        requests = 0
+        real = client.produce_batches
+
+        async def counting(*args: object, **kwargs: object) -> int:
+            nonlocal requests
+            requests += 1
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        client.produce_batches = counting  # type: ignore[method-assign]
+        async with client.producer(linger_ms=0) as producer:
+            deliveries = [await producer.send("t", b"%d" % i) for i in range(300)]
+        assert [d.result().offset for d in deliveries] == list(range(300))
+        assert requests < 50
 
 
 async def test_an_error_leaving_a_producer_block_at_once_comes_out_as_itself() -> None:

@@ -1,7 +1,8 @@
 """Crash at every step of every multi-step operation, then lose power, then reopen.
 
 The FaultFS seam raises `SimulatedCrash` at the k-th mutating file operation and then forgets
-everything not fsynced (optionally tearing unsynced tails). For every k the reopened log must be
+everything not fsynced (optionally tearing unsynced tails), or, for a crash of the process alone,
+keeps the page cache. For every k the reopened log must be
 in the state before the operation or the state after it: same records, a log start that never
 moved back, no stray temp files, and a log that takes the next append at the right offset.
 """
@@ -148,4 +149,29 @@ def test_power_loss_keeps_every_flushed_record(seed: int) -> None:
     assert got == list(range(got_start, got_start + len(got)))  # gap-free, never reused
     assert got_start + len(got) >= flushed  # nothing flushed was lost
     assert got_start + len(got) <= len(written)
+    log.close()
+
+
+@pytest.mark.parametrize("k", range(16))
+def test_a_crash_while_recovery_rewrites_an_index_leaves_whole_index_files(k: int) -> None:
+    """Index files are replaced atomically: a crash of the process (the page cache survives) at
+    any step of rebuilding a lost index leaves files the next open can use."""
+    config = LogConfig(index_interval_bytes=200)
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, DIR, config, now_ms=0)
+    for i in range(20):
+        log.append(batch(1, timestamp=2000 - i, start=i), now_ms=0)
+    log.roll(0)
+    log.append(batch(1, timestamp=5000), now_ms=0)
+    log.close()
+    fs.unlink(DIR + "/00000000000000000000.index")  # a lost index: rebuilt on the next open
+    fs.crash_after(k)
+    try:
+        PartitionLog.open(fs, DIR, config, now_ms=0)
+    except SimulatedCrash:
+        pass
+    fs.clear_faults()
+    log = PartitionLog.open(fs, DIR, config, now_ms=0)
+    assert log.offset_for_timestamp(1990) == 0
+    assert log.segments[0].max_timestamp == 2000
     log.close()

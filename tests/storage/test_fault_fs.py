@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from logbroker.storage.fault_fs import FaultFileSystem, SimulatedCrash
+from logbroker.storage.fault_fs import MUTATING_OPS, FaultFileSystem, SimulatedCrash
 from logbroker.storage.fs import write_atomic
 
 
@@ -123,3 +123,7 @@ def test_torn_power_loss_keeps_a_prefix_of_directory_changes() -> None:
         assert names in ("", "a", "ab", "abc")  # in order, never "b" without "a"
         outcomes.add(names)
     assert len(outcomes) == 4
+
+
+def test_the_operations_counted_as_mutations_include_every_write_fsync_rename_and_unlink() -> None:
+    assert set(MUTATING_OPS) >= {"write", "fsync", "rename", "unlink", "fsync_dir"}

@@ -144,3 +144,24 @@ def test_a_full_disk_refuses_appends_until_space_is_freed() -> None:
     assert log.append(batch(2), now_ms=0) == acked
     log.close()
     assert fs.open_handles == 0
+
+
+@pytest.mark.parametrize(
+    ("op", "n"), [(op, n) for op in ("open", "read", "fsync", "write") for n in range(14)]
+)
+def test_an_open_failing_at_any_step_leaks_no_handle(op: str, n: int) -> None:
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, DIR, LogConfig(segment_bytes=300, index_interval_bytes=100), now_ms=0)
+    for i in range(12):
+        log.append(batch(1, start=i), now_ms=0)
+    log.flush()
+    for segment in log.segments:
+        segment.close()  # unclean: the next open scans and rewrites
+    fs.unlink(DIR + "/00000000000000000000.index")
+    assert fs.open_handles == 0
+    fs.fail(op, after=n)
+    try:
+        PartitionLog.open(fs, DIR, LogConfig(segment_bytes=300, index_interval_bytes=100), now_ms=0).close()
+    except Exception:
+        pass
+    assert fs.open_handles == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from logbroker.errors import (
+    CorruptLogError,
     CorruptRecordError,
     InvalidRecordError,
     LogReadOnlyError,
@@ -104,6 +105,12 @@ def test_read_boundaries(open_log: OpenLog) -> None:
     assert offsets(log.read(3, 1)) == [0, 1, 2, 3, 4]  # the whole first batch, even over max_bytes
 
 
+def test_a_read_with_no_room_still_returns_the_first_batch() -> None:
+    log = PartitionLog.in_memory()
+    log.append(batch(3), now_ms=0)
+    assert offsets(log.read(0, 0)) == [0, 1, 2]
+
+
 def test_a_batch_larger_than_a_segment_is_refused(open_log: OpenLog) -> None:
     log = open_log(LogConfig(segment_bytes=200))
     with pytest.raises(RecordListTooLargeError):
@@ -162,6 +169,25 @@ def test_retention_by_age_rolls_an_expired_active_segment(open_log: OpenLog) -> 
     assert log.log_start_offset == log.next_offset == 4
     assert log.read(4, 100) == b""
     assert log.append(batch(1), now_ms=1600) == 4
+
+
+def test_damage_is_forgotten_when_retention_deletes_its_segment() -> None:
+    fs = FaultFileSystem()
+    config = LogConfig(segment_bytes=len(batch(5)))
+    log = PartitionLog.open(fs, "/data/t-0", config, now_ms=0)
+    log.append(batch(5), now_ms=0)
+    log.append(batch(5), now_ms=0)
+    log.close()
+    inode = fs._file("/data/t-0/00000000000000000000.log")
+    inode.data[-3] ^= 1
+    inode.durable = bytes(inode.data)
+    log = PartitionLog.open(fs, "/data/t-0", config, now_ms=0)
+    with pytest.raises(CorruptLogError):
+        log.read(0, 1 << 20)
+    log.config = LogConfig(segment_bytes=len(batch(5)), retention_bytes=0)
+    assert log.apply_retention(0) == 1
+    assert offsets(log.read(5, 1 << 20)) == [5, 6, 7, 8, 9]
+    log.close()
 
 
 def test_log_start_is_persisted_and_never_moves_back(open_durable_log: OpenLog) -> None:
@@ -261,6 +287,24 @@ def test_a_failed_fsync_makes_the_log_read_only_until_reopened(tmp_path: Path) -
     reopened.close()
 
 
+def test_no_later_flush_counts_once_an_fsync_failed() -> None:
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, "/data/t-0", now_ms=0)
+    log.append(batch(5), now_ms=0)
+    first = log.prepare_flush()
+    log.append(batch(5), now_ms=0)
+    second = log.prepare_flush()
+    assert first is not None and second is not None
+    fs.fail("fsync", error=errno.EIO)
+    with pytest.raises(OSError):
+        first.run()
+    log.fail_flush(first, OSError(errno.EIO, "injected"))
+    second.run()  # "succeeds", as Linux may report after dropping the dirty pages
+    log.complete_flush(second)
+    assert log.flushed_offset == 0
+    log.close()
+
+
 def test_flush_runs_in_a_worker_thread_while_the_log_rolls(tmp_path: Path) -> None:
     import threading
 
@@ -282,6 +326,16 @@ def test_closed_log_refuses_writes(open_log: OpenLog) -> None:
     log.close()
     with pytest.raises(LogReadOnlyError, match="closed"):
         log.append(batch(1), now_ms=0)
+
+
+def test_flush_roll_and_retention_after_close_are_harmless() -> None:
+    log = PartitionLog.open(FaultFileSystem(), "/data/t-0", now_ms=0)
+    log.append(batch(1), now_ms=0)
+    log.close()
+    assert log.flush() == 1
+    assert log.prepare_flush() is None
+    assert log.roll_if_due(10**12) is False
+    assert log.apply_retention(10**12) == 0
 
 
 def test_files_are_kafka_layout(tmp_path: Path) -> None:

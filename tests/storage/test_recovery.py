@@ -1,9 +1,11 @@
-"""Opening a log after a crash or damage, on real files: a table of corruption cases."""
+"""Opening a log after a crash or damage: a table of corruption cases on real files, and damage
+planted through the FaultFS double (torn tails, flipped bits, garbled markers, wrong index entries)."""
 
 from __future__ import annotations
 
 import os
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -11,12 +13,15 @@ import pytest
 from logbroker.errors import CorruptLogError
 from logbroker.records import validate_batch
 from logbroker.storage.config import LogConfig
+from logbroker.storage.fault_fs import FaultFileSystem
 from logbroker.storage.fs import OsFileSystem
 from logbroker.storage.log import PartitionLog
+from logbroker.storage.verify import verify_paths
 from tests.helpers import batch, offsets
 
 FS = OsFileSystem()
 SEGMENT0 = "00000000000000000000.log"
+DIR = "/data/t-0"  # on a FaultFileSystem
 
 
 def write_log(directory: Path, batches: int, config: LogConfig | None = None, *, clean: bool = True) -> bytes:
@@ -283,4 +288,119 @@ def test_a_new_directory_gets_an_empty_log(tmp_path: Path) -> None:
     log = PartitionLog.open(FS, str(tmp_path / "a" / "b-0"), now_ms=0)
     assert (log.log_start_offset, log.next_offset) == (0, 0)
     assert sorted(os.listdir(tmp_path / "a" / "b-0")) == [SEGMENT0, "log-start-offset"]
+    log.close()
+
+
+def test_a_log_start_past_the_end_deletes_no_segment() -> None:
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, DIR, LogConfig(segment_bytes=400), now_ms=0)
+    for i in range(12):
+        log.append(batch(2, start=2 * i), now_ms=0)
+    log.close()
+    handle = fs.open(DIR + "/log-start-offset", "w")
+    handle.append([b"9000000\n"])
+    handle.close()
+    reopened = PartitionLog.open(fs, DIR, LogConfig(segment_bytes=400), now_ms=0)
+    assert reopened.log_start_offset == 0
+    assert offsets(reopened.read(0, 1 << 20)) == list(range(24))
+    assert reopened.recovery is not None and reopened.recovery.removed_files == []
+    reopened.close()
+
+
+def _shift_middle_index_entry(directory: str) -> None:
+    path = Path(directory) / "00000000000000000000.index"
+    raw = bytearray(path.read_bytes())
+    relative, position = struct.unpack_from(">ii", raw, 16)
+    struct.pack_into(">ii", raw, 16, relative, position + 1)  # still increasing: passes the load checks
+    path.write_bytes(bytes(raw))
+
+
+def test_a_wrong_index_entry_is_never_reported_as_data_damage(tmp_path: Path) -> None:
+    config = LogConfig(index_interval_bytes=200)
+    log = PartitionLog.open(FS, str(tmp_path), config, now_ms=0)
+    for i in range(20):
+        log.append(batch(1, start=i, timestamp=1000 + i), now_ms=0)
+    log.roll(0)
+    log.append(batch(1), now_ms=0)
+    log.close()
+    _shift_middle_index_entry(str(tmp_path))
+    log = PartitionLog.open(FS, str(tmp_path), config, now_ms=0)
+    assert offsets(log.read(0, 600))[0] == 0
+    assert offsets(log.read(6, 1 << 20)) == list(range(6, 21))
+    assert log.offset_for_timestamp(1007) == 7
+    assert log.damage is None
+    log.close()
+    assert verify_paths([str(tmp_path)]).ok
+
+
+def test_a_timestamp_lookup_survives_a_wrong_index_entry(tmp_path: Path) -> None:
+    config = LogConfig(index_interval_bytes=200)
+    log = PartitionLog.open(FS, str(tmp_path), config, now_ms=0)
+    for i in range(20):
+        log.append(batch(1, start=i, timestamp=1000 + i), now_ms=0)
+    log.roll(0)
+    log.append(batch(1, timestamp=5000), now_ms=0)
+    log.close()
+    _shift_middle_index_entry(str(tmp_path))
+    log = PartitionLog.open(FS, str(tmp_path), config, now_ms=0)
+    assert log.offset_for_timestamp(1007) == 7
+    assert log.damage is None
+    log.close()
+
+
+@pytest.mark.parametrize(
+    "marker", [b'{"segment": 1e999, "size": 0, "next_offset": 0}', b"[" * 50_000, b"\xff\xfe"]
+)
+def test_a_garbled_clean_shutdown_marker_is_ignored(marker: bytes) -> None:
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, DIR, now_ms=0)
+    log.append(batch(2), now_ms=0)
+    log.close()
+    handle = fs.open(DIR + "/clean-shutdown", "w")
+    handle.append([marker])
+    handle.close()
+    log = PartitionLog.open(fs, DIR, now_ms=0)
+    assert log.recovery is not None and not log.recovery.clean_shutdown
+    assert offsets(log.read(0, 100)) == [0, 1]
+    log.close()
+
+
+def test_mid_file_damage_in_the_active_segment_is_not_truncated() -> None:
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, DIR, now_ms=0)
+    for i in range(10):
+        log.append(batch(1, start=i), now_ms=0)
+    assert log.flush() == 10
+    size = log.segments[-1].size // 10
+    inode = fs._file(DIR + "/00000000000000000000.log")
+    inode.data[2 * size + 70] ^= 1  # a bit flipped at rest inside the third batch
+    inode.durable = bytes(inode.data)
+    fs.power_loss()
+    log = PartitionLog.open(fs, DIR, now_ms=0)
+    assert log.recovery is not None
+    assert log.recovery.truncations == [] and len(log.recovery.damage) == 1
+    assert log.next_offset == 10
+    assert offsets(log.read(0, 1 << 20)) == [0, 1]
+    with pytest.raises(CorruptLogError):
+        log.read(2, 1 << 20)
+    assert log.append(batch(1), now_ms=0) == 10  # no offset is handed out twice
+    log.close()
+
+
+def test_mid_file_damage_then_a_torn_tail_cuts_only_the_torn_batch() -> None:
+    fs = FaultFileSystem()
+    log = PartitionLog.open(fs, DIR, now_ms=0)
+    for i in range(10):
+        log.append(batch(1, start=i), now_ms=0)
+    log.flush()
+    size = log.segments[-1].size // 10
+    inode = fs._file(DIR + "/00000000000000000000.log")
+    inode.data[2 * size + 70] ^= 1
+    del inode.data[-5:]  # and the last batch torn
+    inode.durable = bytes(inode.data)
+    fs.power_loss()
+    log = PartitionLog.open(fs, DIR, now_ms=0)
+    assert log.recovery is not None
+    assert [t.bytes_removed for t in log.recovery.truncations] == [size - 5]
+    assert log.next_offset == 9
     log.close()

@@ -1,0 +1,31 @@
+"""The flusher (group commit) on its own, without sockets: a flush that fails, even before its
+fsync can start, makes that log read-only and its waiters get `LogReadOnlyError`, never an ack;
+the flusher itself goes on."""
+
+from __future__ import annotations
+
+import pytest
+
+from logbroker.broker.broker import Broker, BrokerOptions
+from logbroker.errors import LogReadOnlyError
+from logbroker.records.codec import encode_batch
+from logbroker.server.flusher import Flusher
+from logbroker.storage.fault_fs import FaultFileSystem
+
+
+async def test_a_flush_that_cannot_start_makes_the_log_read_only_instead_of_raising() -> None:
+    # Found by the power-loss campaign: taking the descriptor for an fsync (`dup`) failed with
+    # EBADF, and the OSError escaped the flusher and stopped the whole server. (EMFILE would do
+    # the same on a real disk.)
+    fs = FaultFileSystem()
+    broker = Broker.open("/data", BrokerOptions(), fs=fs, now_ms=0)
+    broker.create_topic("t", now_ms=0)
+    broker.produce("t", 0, encode_batch([b"x"], timestamp=0), now_ms=0)
+    flushed: list[object] = []
+    flusher = Flusher(broker, on_flushed=flushed.append)
+    fs.power_loss()  # every open handle is dead now
+    await flusher.flush_round()
+    log = broker.log("t", 0)
+    assert log.read_only_reason is not None and flushed == [log]
+    with pytest.raises(LogReadOnlyError):
+        await flusher.wait_flushed(log, 1)
