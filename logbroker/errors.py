@@ -30,6 +30,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidReplicationFactorError",
     "InvalidRequestError",
+    "InvalidRequiredAcksError",
     "InvalidSessionTimeoutError",
     "InvalidTimestampError",
     "InvalidTopicError",
@@ -231,6 +232,13 @@ class InvalidRequestError(LogbrokerError):
 
     code = 42
     name = "INVALID_REQUEST"
+
+
+class InvalidRequiredAcksError(InvalidRequestError):
+    """A produce asking for acks other than 0, 1 or -1 (all)."""
+
+    code = 21
+    name = "INVALID_REQUIRED_ACKS"
 
 
 class IllegalGenerationError(LogbrokerError):

@@ -20,7 +20,7 @@ import trio
 
 from logbroker.client import Client, Message, RecordMetadata
 from logbroker.client import connect as connect_async
-from logbroker.client.client import TopicDescription
+from logbroker.client.session import TopicDescription
 from logbroker.protocol.messages import TopicSummary
 from logbroker.records.codec import Header
 

@@ -48,6 +48,7 @@ import attrs
 import trio
 
 from logbroker.broker.broker import Broker
+from logbroker.engine.engine import Engine
 from logbroker.server.config import Settings
 from logbroker.server.server import Server
 
@@ -78,7 +79,13 @@ class RunningBroker:
         """Where Kafka clients connect (`kafka_port` must have been given, 0 for a free one)."""
         if self.server.kafka_port < 0:
             raise RuntimeError("this broker has no Kafka listener: start it with kafka_port=0")
-        return f"{self.server.kafka.host}:{self.server.kafka_port}"
+        host, port = self.server.kafka_address
+        return f"{host}:{port}"
+
+    @property
+    def engine(self) -> Engine:
+        """The broker's services (`logbroker.engine`), for tests that look inside."""
+        return self.server.engine
 
     def __str__(self) -> str:
         return self.address

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping
 import attrs
 
 from logbroker import failpoints
-from logbroker.broker.coordinator import GroupCoordinator
 from logbroker.broker.names import check_topic_name, is_internal
 from logbroker.broker.options import BrokerOptions, FsyncPolicy
 from logbroker.broker.producer_state import (
@@ -52,11 +51,13 @@ from logbroker.storage.partition_dir import RecoveryReport
 __all__ = [
     "Broker",
     "BrokerOptions",
+    "Durable",
     "FetchResult",
     "FsyncPolicy",
     "PartitionInfo",
     "ProduceResult",
     "TopicInfo",
+    "TopicPartition",
 ]
 
 MAX_PARTITIONS = 10_000
@@ -92,14 +93,34 @@ class TopicInfo:
     partition_info: list[PartitionInfo] = attrs.Factory(list)
 
 
+TopicPartition = tuple[str, int]
+
+
+@attrs.frozen
+class Durable:
+    """An append that counts once partition `topic`-`partition` is durable up to `next_offset`
+    (under `fsync=always`, what an ack waits for; see `Broker.flushed_offset`)."""
+
+    topic: str
+    partition: int
+    next_offset: int
+
+
 @attrs.frozen
 class ProduceResult:
-    log: PartitionLog
+    topic: str
+    partition: int
     base_offset: int
     next_offset: int
+    #: The partition's log start after the append (Kafka's produce answer carries it).
+    log_start_offset: int
     #: Every batch was a retry of batches an idempotent producer had stored before: nothing was
     #: appended, and the offsets are those of the original append.
     duplicate: bool = False
+
+    @property
+    def durable(self) -> Durable:
+        return Durable(self.topic, self.partition, self.next_offset)
 
 
 @attrs.frozen
@@ -140,25 +161,18 @@ class Broker:
             fs, os.path.join(data_dir, PRODUCER_ID_FILE) if data_dir is not None else None
         )
         self._topics: dict[str, _Topic] = {}
-        self._dirty: dict[int, PartitionLog] = {}
+        self._dirty: dict[TopicPartition, PartitionLog] = {}
         #: What opening each partition found (file brokers), and anything else start-up did.
         self.recovery: list[RecoveryReport] = []
         self.notes: list[str] = []
-        #: Counts topic creations and deletions; `topic_listeners` are called after each.
+        #: Counts topic creations and deletions; `topic_listeners` are called after each, with
+        #: the topic's name (consumer groups drop the offsets of a deleted topic).
         self.topics_version = 0
-        self.topic_listeners: list[Callable[[], None]] = []
+        self.topic_listeners: list[Callable[[str], None]] = []
         self._finish_deletes()
         for entry in self._store:
             self._topics[entry.name] = self._open_topic(entry, now_ms)
         self._remove_leftovers()
-        #: Consumer groups: committed offsets, cursors, redelivery (see `coordinator.py`).
-        self.groups = GroupCoordinator(
-            self,
-            defaults=options.group_defaults,
-            initial_delay_ms=options.group_initial_delay_ms,
-            classic_initial_delay_ms=options.classic_initial_delay_ms,
-            now_ms=now_ms,
-        )
 
     @classmethod
     def open(
@@ -248,7 +262,7 @@ class Broker:
                 log.close()
             raise
         self._topics[name] = topic
-        self._topics_changed()
+        self._topics_changed(name)
         return self._info(topic, details=True)
 
     def alter_topic_config(
@@ -307,10 +321,9 @@ class Broker:
                 raise
             full_disk = True
         del self._topics[name]
-        self.groups.topic_deleted(name, now_ms=0)
-        self._topics_changed()
-        for log in topic.logs:
-            self._dirty.pop(id(log), None)
+        self._topics_changed(name)
+        for partition, log in enumerate(topic.logs):
+            self._dirty.pop((name, partition), None)
             try:
                 log.close()
             except StorageError:
@@ -366,27 +379,44 @@ class Broker:
 
     # -- data ----------------------------------------------------------------------------------
 
-    def produce(self, topic: str, partition: int, data: Buffer, *, now_ms: int) -> ProduceResult:
-        """Validate the batches in `data` against the topic's rules and append them.
+    def produce(
+        self,
+        topic: str,
+        partition: int,
+        data: Buffer,
+        *,
+        now_ms: int,
+        headers: list[BatchHeader] | None = None,
+    ) -> ProduceResult:
+        """Validate the batches in `data` against the topic's rules and append them. `headers`:
+        their headers as `records.batch.validate_batches` returned them, when the caller already
+        validated the bytes (they are not parsed again).
 
-        The records are acked once `result.log.flushed_offset >= result.next_offset` under the
-        `always` policy, at once under the others.
+        The records are acked once `result.durable` holds (the partition's flushed offset reached
+        `next_offset`) under the `always` policy, at once under the others.
         """
         if is_internal(topic):
             raise InvalidTopicError(f"{topic!r} is internal to the broker and takes no records from clients")
         entry = self._topic(topic)
         log = self._log(entry, partition)
-        headers = check_batches(data, entry.config, now_ms, topic)
+        headers = check_batches(data, entry.config, now_ms, topic, headers)
         self._check_free_space(len(data))
         producers = entry.producers[partition]
         duplicate = producers.check(headers)
         if duplicate is not None:
-            return ProduceResult(log, duplicate.base_offset, duplicate.next_offset, duplicate=True)
+            return ProduceResult(
+                topic,
+                partition,
+                duplicate.base_offset,
+                duplicate.next_offset,
+                log.log_start_offset,
+                duplicate=True,
+            )
         base = log.append(data, now_ms, headers=headers)
         producers.record(headers, base, now_ms)
         if self._fs is not None and self.options.fsync.mode != "never":
-            self._dirty[id(log)] = log
-        return ProduceResult(log, base, log.next_offset)
+            self._dirty[topic, partition] = log
+        return ProduceResult(topic, partition, base, log.next_offset, log.log_start_offset)
 
     def _check_free_space(self, size: int) -> None:
         reserve = self.options.min_free_bytes
@@ -460,16 +490,26 @@ class Broker:
             for partition, log in enumerate(topic.logs):
                 yield name, partition, log
 
-    def note_appended(self, log: PartitionLog) -> None:
-        """Something other than `produce` appended to `log`: the flusher must cover it."""
+    def note_appended(self, topic: str, partition: int) -> None:
+        """The partition was appended to (by `produce`, or by the broker itself: commits, dead
+        letters): the next flush must cover it."""
         if self._fs is not None and self.options.fsync.mode != "never":
-            self._dirty[id(log)] = log
+            self._dirty[topic, partition] = self.log(topic, partition)
 
-    def take_dirty(self) -> list[PartitionLog]:
-        """The logs appended to since the last call: what a flush must cover."""
-        dirty = list(self._dirty.values())
+    def take_dirty(self) -> list[tuple[TopicPartition, PartitionLog]]:
+        """The partitions appended to since the last call, with their logs: what a flush must
+        cover (see `storage.log.PartitionLog.prepare_flush`)."""
+        dirty = list(self._dirty.items())
         self._dirty.clear()
         return dirty
+
+    def flushed_offset(self, topic: str, partition: int) -> int:
+        """Everything below this offset of the partition is durable."""
+        return self.log(topic, partition).flushed_offset
+
+    def read_only_reason(self, topic: str, partition: int) -> str | None:
+        """Why the partition takes no more writes (a failed fsync), or None."""
+        return self.log(topic, partition).read_only_reason
 
     # -- housekeeping --------------------------------------------------------------------------
 
@@ -536,10 +576,10 @@ class Broker:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _topics_changed(self) -> None:
+    def _topics_changed(self, name: str) -> None:
         self.topics_version += 1
         for listener in self.topic_listeners:
-            listener()
+            listener(name)
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -646,9 +686,13 @@ class Broker:
         )
 
 
-def check_batches(data: Buffer, config: TopicConfig, now_ms: int, topic: str) -> list[BatchHeader]:
-    """Validate produced batches against the record format and the topic's rules."""
-    headers = validate_batches(data)
+def check_batches(
+    data: Buffer, config: TopicConfig, now_ms: int, topic: str, headers: list[BatchHeader] | None = None
+) -> list[BatchHeader]:
+    """Validate produced batches against the record format (unless their validated `headers`
+    are given) and the topic's rules."""
+    if headers is None:
+        headers = validate_batches(data)
     for header in headers:
         if header.size > config.max_message_bytes:
             raise MessageTooLargeError(

@@ -249,7 +249,7 @@ async def _serve(settings: Settings) -> None:
                     print(f"logbroker speaks Kafka on {server.host}:{server.kafka_port}", flush=True)
                 async for signum in signals:
                     name = signal.Signals(signum).name
-                    if server.handler.closing:
+                    if server.engine.closing:
                         logger.warning("second %s: stopping without waiting for requests in flight", name)
                         nursery.cancel_scope.cancel()
                         break

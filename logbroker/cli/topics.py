@@ -6,7 +6,7 @@ import json
 
 import click
 
-from logbroker.client.client import TopicDescription
+from logbroker.client.session import TopicDescription
 
 from .common import bootstrap_option, connect, run_async
 from .output import json_line

@@ -25,7 +25,7 @@ from logbroker.protocol.messages import FetchPartition
 from logbroker.records.codec import Header, decode_batch_as, iter_batches
 
 if TYPE_CHECKING:
-    from logbroker.client.client import Client
+    from logbroker.client.session import Session
 
 __all__ = ["Consumer", "Message"]
 
@@ -46,7 +46,7 @@ class Message(NamedTuple):
 class Consumer:
     def __init__(
         self,
-        client: Client,
+        client: Session,
         topic: str,
         *,
         partitions: Sequence[int] | None = None,

@@ -50,7 +50,7 @@ from logbroker.protocol.messages import (
 from logbroker.records.codec import Header, decode_batch_as, iter_batches
 
 if TYPE_CHECKING:
-    from logbroker.client.client import Client
+    from logbroker.client.session import Session
 
 __all__ = ["GroupConsumer", "GroupMessage"]
 
@@ -93,7 +93,7 @@ class GroupMessage(tuple):  # type: ignore[type-arg]
 class GroupConsumer:
     def __init__(
         self,
-        client: Client,
+        client: Session,
         group: str,
         topics: Sequence[str],
         *,

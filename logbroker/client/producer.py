@@ -34,7 +34,7 @@ from logbroker.records.codec import Header
 from logbroker.records.partitioner import partition_for_key
 
 if TYPE_CHECKING:
-    from logbroker.client.client import Client
+    from logbroker.client.session import Session
 
 __all__ = ["Delivery", "Producer", "RecordMetadata"]
 
@@ -113,7 +113,7 @@ class Delivery(tuple):  # type: ignore[type-arg]
 class Producer:
     def __init__(
         self,
-        client: Client,
+        client: Session,
         *,
         linger_ms: float = 5.0,
         batch_bytes: int = 512 * 1024,

@@ -3,7 +3,7 @@
     protocol = KafkaProtocol(max_frame_bytes=100 << 20)
     protocol.receive_data(data)          # bytes from the socket; b"" at end of stream
     event = protocol.next_event()        # KafkaRequest / UnsupportedRequest / NEED_DATA / CLOSED
-    data = protocol.respond(event, body) # bytes to write to the socket
+    data = protocol.respond(event, body) # buffers to write to the socket, back to back
 
 Frames and headers:
 
@@ -36,7 +36,7 @@ import attrs
 from logbroker.errors import FrameTooLargeError, ProtocolError
 from logbroker.kafka.apis import API_VERSIONS, APIS, Api
 from logbroker.kafka.schema import read_tags
-from logbroker.kafka.types import KafkaDecodeError, Reader, Writer
+from logbroker.kafka.types import Buffer, KafkaDecodeError, Reader, Writer
 from logbroker.protocol.connection import CLOSED, NEED_DATA, _Sentinel
 
 __all__ = ["CLOSED", "NEED_DATA", "KafkaProtocol", "KafkaRequest", "UnsupportedRequest", "served_versions"]
@@ -143,8 +143,9 @@ class KafkaProtocol:
             )
         return KafkaRequest(api, version, correlation_id, client_id, body)
 
-    def respond(self, request: KafkaRequest, body: dict[str, Any]) -> bytes:
-        """The response frame for `request`."""
+    def respond(self, request: KafkaRequest, body: dict[str, Any]) -> list[Buffer]:
+        """The response frame for `request`, as buffers to send back to back: record batches
+        in it (Fetch) are the buffers they came in, not copied."""
         api = request.api
         flexible = api.flexible(request.version)
         writer = Writer()
@@ -153,9 +154,11 @@ class KafkaProtocol:
         if flexible and api.key != API_VERSIONS.key:
             writer.uvarint(0)  # response header v1: no tagged fields
         api.response.encode(writer, body, request.version, flexible)
-        data = bytearray(writer.getvalue())
-        _SIZE.pack_into(data, 0, len(data) - 4)
-        return bytes(data)
+        parts = writer.getbuffers()
+        first = parts[0]
+        assert isinstance(first, bytearray)  # the writer's own buffer: the size goes in front
+        _SIZE.pack_into(first, 0, len(writer) - 4)
+        return parts
 
     def api_versions_fallback(self, event: UnsupportedRequest, served: list[dict[str, int]]) -> bytes:
         """KIP-511: answer an ApiVersions request of a version not served with a v0 body."""

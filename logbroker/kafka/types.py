@@ -26,7 +26,9 @@ import struct
 
 from logbroker.errors import ProtocolError
 
-__all__ = ["KafkaDecodeError", "Reader", "Writer"]
+__all__ = ["Buffer", "KafkaDecodeError", "Reader", "Writer"]
+
+Buffer = bytes | bytearray | memoryview
 
 _I8 = struct.Struct(">b")
 _I16 = struct.Struct(">h")
@@ -144,7 +146,7 @@ class Writer:
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.parts: list[bytes | bytearray | memoryview] = []
+        self.parts: list[Buffer] = []
         self.size = 0  # bytes in `parts`
 
     def int8(self, value: int) -> None:
@@ -205,7 +207,7 @@ class Writer:
             return
         self.length(len(value), compact, 4)
         if len(value) > 4096:
-            self.parts.append(bytes(self.buf))
+            self.parts.append(self.buf)
             self.size += len(self.buf)
             self.buf = bytearray()
             self.parts.append(value)
@@ -218,6 +220,11 @@ class Writer:
 
     def __len__(self) -> int:
         return self.size + len(self.buf)
+
+    def getbuffers(self) -> list[Buffer]:
+        """What was written, as buffers to send back to back (the large byte fields uncopied);
+        the first is a bytearray of the writer's, so a length may be stamped into it."""
+        return [*self.parts, self.buf] if self.parts else [self.buf]
 
     def getvalue(self) -> bytes:
         if not self.parts:

@@ -149,13 +149,17 @@ def batch_crc(buf: bytes | bytearray | memoryview, pos: int, end: int) -> int:
         return crc32c(view[pos + CRC_START : end])
 
 
-def validate_batch(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+def validate_batch(
+    buf: bytes | bytearray | memoryview, pos: int = 0, header: BatchHeader | None = None
+) -> BatchHeader:
     """Check the batch at `buf[pos]`: magic, lengths, CRC, record count, attributes.
 
-    Returns its header. Raises `CorruptRecordError` for bytes that are not an intact batch and
-    `InvalidRecordError` for an intact batch that breaks Kafka's produce rules.
+    Returns its header (`header`: what `parse_header` already read of it, not read again).
+    Raises `CorruptRecordError` for bytes that are not an intact batch and `InvalidRecordError`
+    for an intact batch that breaks Kafka's produce rules.
     """
-    header = parse_header(buf, pos)
+    if header is None:
+        header = parse_header(buf, pos)
     end = pos + header.size
     if end > len(buf):
         raise CorruptRecordError(

@@ -1,12 +1,17 @@
 """One client connection: read frames, dispatch requests, write responses, enforce the limits.
 
-`BaseConnection` is what every protocol's connections share: the read loop feeds a sans-IO
-protocol object; each request is dispatched in order (a produce is appended right there, so
-appends keep the order they arrived in) and answered either at once or by a task of the
-connection's nursery (produce acks, long-poll fetches). Responses go through a byte-counted queue
-to one writer task, which coalesces small ones into one `send_all`. `ClientConnection` speaks the
-native protocol (responses in any order, matched by correlation id); the Kafka listener's
-connection (`logbroker.kafka.connection`) answers in request order, as Kafka does.
+`BaseConnection` is what the connections of both protocols share (`logbroker.server.native` and
+`logbroker.server.kafka` each add their dispatch and their answering order): the read loop feeds
+a sans-IO protocol object; each request is dispatched in the order it arrived (a produce is
+appended right there, so appends keep that order) and answered either at once or by a task of
+the connection's nursery (a request that waits: for an fsync, records, a rebalance). Responses go
+through a byte-counted queue to one writer task, which coalesces small ones into one `send_all`
+and sends large buffers (record batches) as they are, uncopied.
+
+Before any request's work, `admit` applies what its endpoint declares: the ACLs it needs, with
+`create` on the topics it may create when the broker creates topics on first use, which are then
+created. A principal over a quota is slowed down: the connection stops reading its requests for
+the quota's delay (Kafka mutes the channel the same way and tells the client `throttle_time_ms`).
 
 Limits, each closing the connection with a logged reason:
 
@@ -21,9 +26,6 @@ Limits, each closing the connection with a logged reason:
 - login: on a broker that requires one, nothing but the login requests before it succeeds, in
   frames of at most `pre_auth_max_frame_bytes`; a failed login closes the connection, and the
   client's address waits before its next login (the login throttle).
-
-A principal over a quota is slowed down: the connection stops reading its requests for the
-quota's delay (Kafka mutes the channel the same way and tells the client `throttle_time_ms`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from __future__ import annotations
 import abc
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
 import trio
 
+from logbroker.broadcast import Broadcast
+from logbroker.engine.engine import Engine
 from logbroker.errors import (
     IllegalSaslStateError,
     LogbrokerError,
@@ -44,53 +48,21 @@ from logbroker.errors import (
     ProtocolError,
     SaslAuthenticationError,
 )
-from logbroker.protocol.connection import (
-    CLOSED,
-    NEED_DATA,
-    Connection,
-    InvalidRequest,
-    Request,
-    Response,
-    Role,
-)
-from logbroker.protocol.messages import (
-    CommitOffset,
-    ErrorResponse,
-    Fetch,
-    GroupPoll,
-    Heartbeat,
-    Hello,
-    HelloResponse,
-    JoinGroup,
-    JoinGroupResponse,
-    LeaveGroup,
-    Message,
-    Nack,
-    Produce,
-    ResetOffsets,
-    SaslAuthenticate,
-    SaslAuthenticateResponse,
-    SaslHandshake,
-    SaslHandshakeResponse,
-)
+from logbroker.protocol.connection import CLOSED, NEED_DATA
 from logbroker.security.scram import check_username
-from logbroker.server.authorize import filter_response, needs_of
-from logbroker.server.handlers import RequestHandler, error_response
-from logbroker.server.security import Security
+from logbroker.server.security import Need, Security
+from logbroker.storage.fs import Buffer
 
 if TYPE_CHECKING:
     from logbroker.security.login import Login
     from logbroker.server.config import ServerConfig
 
-__all__ = ["BaseConnection", "ClientConnection", "SansIOProtocol", "peer_name"]
+__all__ = ["BaseConnection", "SansIOProtocol", "certificate_name", "peer_name"]
 
 logger = logging.getLogger("logbroker.connections")
 
 _RECEIVE_SIZE = 256 * 1024
-# Group requests that wait (for an fsync, or a poll for records) run in their own task.
-WAITING_GROUP_REQUESTS = (JoinGroup, LeaveGroup, CommitOffset, ResetOffsets, GroupPoll)
-# Requests that name a group member: only the principal it joined as may send them.
-MEMBER_REQUESTS = (JoinGroup, LeaveGroup, Heartbeat, GroupPoll, CommitOffset, Nack)
+#: Small answers are joined into one `send_all` up to this much; a larger buffer goes alone.
 _COALESCE_BYTES = 256 * 1024
 
 
@@ -110,10 +82,19 @@ class SansIOProtocol(Protocol):
 
 class BaseConnection(abc.ABC):
     def __init__(
-        self, stream: trio.abc.Stream, config: ServerConfig, protocol: SansIOProtocol, security: Security
+        self,
+        stream: trio.abc.Stream,
+        engine: Engine,
+        config: ServerConfig,
+        protocol: SansIOProtocol,
+        security: Security,
+        advertised: tuple[str, int] = ("", -1),
     ) -> None:
         self._stream = stream
-        self._config = config
+        self.engine = engine
+        self.config = config
+        #: Where clients are told to connect to this listener (Kafka's Metadata answers).
+        self.advertised = advertised
         self._protocol = protocol
         self.security = security
         #: Who the connection acts for: None until a login succeeds, on a broker requiring one.
@@ -124,21 +105,21 @@ class BaseConnection(abc.ABC):
         #: A quota's delay: no request is read before this time.
         self._muted_until = 0.0
         self._in_flight = trio.Semaphore(config.max_in_flight)
-        self._out: deque[bytes] = deque()
+        self._out: deque[Buffer] = deque()
         self._out_bytes = 0
-        self._out_ready = trio.Event()
-        self._drained = trio.Event()
+        self._out_ready = trio.Event()  # a latch: set by `send`, taken by the writer
+        self._sent = Broadcast()
         self._scope = trio.CancelScope()
         self._reading = trio.CancelScope()
         self._tasks = 0
-        self._tasks_done = trio.Event()
+        self._task_done = Broadcast()
         self._last_activity = trio.current_time()
         #: Output bytes promised to fetches being built (so responses fit `max_output_bytes`).
         self._reserved = 0
         #: Answers ready but held back behind an earlier one (a protocol that answers in order):
         #: output too, though not queued yet.
         self._held = 0
-        self._budget_freed = trio.Event()
+        self._budget_freed = Broadcast()
         self.close_reason: str | None = None
         self.peer = peer_name(stream)
         self.host = self.peer.rpartition(":")[0]
@@ -192,7 +173,7 @@ class BaseConnection(abc.ABC):
         by `max_in_flight`, does not count); otherwise the connection must send something within
         `idle_timeout` unless requests are in flight (their completion counts as activity).
         """
-        config = self._config
+        config = self.config
         frame_started: float | None = None
         while True:
             now = trio.current_time()
@@ -236,16 +217,58 @@ class BaseConnection(abc.ABC):
 
     # -- security ------------------------------------------------------------------------------
 
+    def admit(self, needs: Sequence[Need], creates: Sequence[str]) -> None:
+        """What every request passes before its work: the ACLs its endpoint says it needs, and
+        `create` on each topic it may create that does not exist yet (when the broker creates
+        topics on first use, Kafka's rule); then those topics are created. Raises the refusal."""
+        topics = self.engine.topics
+        if self.security.authorize and self.principal is not None:
+            wanted = list(needs)
+            if creates and topics.options.auto_create_topics:
+                wanted += [("create", "topic", t) for t in creates if not topics.exists(t)]
+            self.security.check(self.principal, wanted)
+        for topic in creates:
+            topics.auto_create(topic)
+
+    def may(self, operation: str, resource_type: str, name: str) -> bool:
+        """Whether the ACLs let this connection's principal do it (lists show only that)."""
+        return self.principal is not None and self.security.may(
+            self.principal, operation, resource_type, name
+        )
+
+    def denied(self, operation: str, resource_type: str, name: str) -> LogbrokerError | None:
+        """The refusal of one resource of a request that is authorized item by item, or None."""
+        try:
+            self.security.check(self.principal or "", [(operation, resource_type, name)])
+        except LogbrokerError as exc:
+            return exc
+        return None
+
     def throttle(self, delay: float) -> None:
         """Read nothing more from this client for `delay` s (a quota's verdict)."""
         if delay > 0:
             self._muted_until = max(self._muted_until, trio.current_time() + delay)
+
+    @property
+    def throttled_ms(self) -> int:
+        """How much longer the client is held back (Kafka's throttle_time_ms)."""
+        return max(round((self._muted_until - trio.current_time()) * 1000), 0)
 
     def charge_request(self) -> None:
         """Count one request against the principal's request-rate quota."""
         quotas = self.security.quotas
         if self.principal is not None and quotas.enabled:
             self.throttle(quotas.request(self.principal, trio.current_time()))
+
+    def charge_produce(self, size: int) -> None:
+        quotas = self.security.quotas
+        if self.principal is not None and quotas.enabled:
+            self.throttle(quotas.produce(self.principal, trio.current_time(), size))
+
+    def charge_fetch(self, size: int) -> None:
+        quotas = self.security.quotas
+        if self.principal is not None and quotas.enabled and size:
+            self.throttle(quotas.fetch(self.principal, trio.current_time(), size))
 
     def login_handshake(self, mechanism: str) -> list[str]:
         """Begin a login; the mechanisms offered (raises when the mechanism is not one)."""
@@ -267,63 +290,51 @@ class BaseConnection(abc.ABC):
     def mechanisms(self) -> list[str]:
         return self.security.new_login().mechanisms if self.security.authenticate else []
 
-    def login_step(
-        self,
-        token: bytes,
-        answer: Callable[[bytes], None],
-        refuse: Callable[[LogbrokerError], None],
-        nursery: trio.Nursery,
-    ) -> None:
-        """Take the client's next login token: `answer` with the broker's token (the
-        connection is logged in once the exchange is verified), or `refuse` through
-        `fail_login`. A PLAIN password is hashed in a worker thread (a few ms of PBKDF2 that
-        would otherwise stall every connection); SCRAM's checks are cheap and run here."""
+    def authenticate(self, token: bytes) -> bytes | Awaitable[bytes]:
+        """The broker's answer to the client's next login token; the connection is logged in
+        once the exchange is verified. A refusal goes through `fail_login` and is raised. A PLAIN
+        password is hashed in a worker thread (a few ms of PBKDF2 that would otherwise stall
+        every connection): then the answer is an awaitable; SCRAM's checks are cheap and run
+        here, so the next request of the connection already finds it logged in."""
         login = self._login
-        if login is None:
-            self.fail_login(
-                IllegalSaslStateError("no login in progress: send a SASL handshake first"), refuse
-            )
-            return
         try:
+            if login is None:
+                raise IllegalSaslStateError("no login in progress: send a SASL handshake first")
             # Checked at every step, not only the handshake: guesses started side by side on
             # many connections wait as one after the first of them fails.
             self._check_login_wait()
-        except LoginThrottledError as exc:
-            self.fail_login(exc, refuse)
-            return
-        if not login.hashes_password:
-            try:
+            if not login.hashes_password:
                 reply = login.step(token)
-            except LogbrokerError as exc:
-                self.fail_login(exc, refuse)
-                return
-            self._after_step(login)
-            answer(reply)
-            return
+                self._after_step(login)
+                return reply
+        except LogbrokerError as exc:
+            self.fail_login(exc)
+            raise
 
-        async def in_thread() -> None:
+        async def in_thread() -> bytes:
             try:
                 reply = await trio.to_thread.run_sync(login.step, token)
             except LogbrokerError as exc:
-                self.fail_login(exc, refuse)
-                return
+                self.fail_login(exc)
+                raise
             self._after_step(login)
-            answer(reply)
+            return reply
 
-        self._run_task(nursery, in_thread)
+        return in_thread()
 
     def _after_step(self, login: Login) -> None:
         if login.principal is not None:
             self.principal = login.principal
-            self._protocol.max_frame_bytes = self._config.max_frame_bytes
+            self._protocol.max_frame_bytes = self.config.max_frame_bytes
             # The host's failures are not forgiven here: one good account must not reset the
             # wait for guesses at another's password.
             logger.info("%s: logged in as %s", self.peer, self.principal)
 
-    def fail_login(self, error: LogbrokerError, refuse: Callable[[LogbrokerError], None]) -> None:
-        """Answer a failed login at once, then close: one login attempt per connection. Wrong
-        credentials make the client's address wait before its next attempt (`login_handshake`
-        refuses it until then), a wait that doubles with each failure from that address."""
+    def fail_login(self, error: LogbrokerError) -> None:
+        """A failed login is answered, then the connection closes: one login attempt per
+        connection. Wrong credentials make the client's address wait before its next attempt
+        (`login_handshake` refuses it until then), a wait that doubles with each failure from
+        that address."""
         self.stop_reading()
         if isinstance(error, SaslAuthenticationError) and not isinstance(error, LoginThrottledError):
             wait = self.security.login_throttle.failed(self.host, trio.current_time())
@@ -337,14 +348,13 @@ class BaseConnection(abc.ABC):
             )
         else:
             logger.info("%s: closing: %s", self.peer, error.message)
-        refuse(error)
 
     async def _login_deadline(self) -> None:
         """A connection that has not logged in within `login_timeout` is closed: it must not
         hold a slot by sending Hello or ApiVersions now and then."""
-        await trio.sleep(self._config.login_timeout)
+        await trio.sleep(self.config.login_timeout)
         if self.principal is None:
-            self.close(f"login timeout: not logged in within {self._config.login_timeout} s")
+            self.close(f"login timeout: not logged in within {self.config.login_timeout} s")
 
     def refuse_before_login(self, what: str) -> None:
         logger.info("%s: closing: %s before logging in", self.peer, what)
@@ -365,49 +375,44 @@ class BaseConnection(abc.ABC):
             finally:
                 self._tasks -= 1
                 self._last_activity = trio.current_time()
-                if self._tasks == 0:
-                    self._tasks_done.set()
+                self._task_done.fire()
 
         nursery.start_soon(task)
 
-    async def reserve_output(self) -> int:
+    @asynccontextmanager
+    async def output_budget(self) -> AsyncIterator[int]:
         """Output budget for one response being built (a fetch), so a client that reads
-        promptly is never mistaken for a slow reader however many fetches it pipelines. Give it
-        back with `release_output`. Answers held back behind an earlier one (a protocol that
-        answers in order) count as output already."""
-        limit = self._config.max_output_bytes
-        while self._out_bytes + self._held + self._reserved >= limit:
-            freed = self._budget_freed
-            await freed.wait()
+        promptly is never mistaken for a slow reader however many fetches it pipelines. Answers
+        held back behind an earlier one (a protocol that answers in order) count as output
+        already. Waits while the budget is spent."""
+        limit = self.config.max_output_bytes
+        await self._budget_freed.wait_until(lambda: self._out_bytes + self._held + self._reserved < limit)
         budget = limit - self._out_bytes - self._held - self._reserved
         self._reserved += budget
-        return budget
-
-    def release_output(self, budget: int) -> None:
-        self._reserved -= budget
-        self._free_budget()
-
-    def _free_budget(self) -> None:
-        """Wake every fetch waiting for output budget (they check again)."""
-        freed, self._budget_freed = self._budget_freed, trio.Event()
-        freed.set()
+        try:
+            yield budget
+        finally:
+            self._reserved -= budget
+            self._budget_freed.fire()
 
     async def _finish_in_flight(self) -> None:
-        while self._tasks:
-            self._tasks_done = trio.Event()
-            await self._tasks_done.wait()
+        await self._task_done.wait_until(lambda: not self._tasks)
 
     # -- writing -------------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_bytes += len(data)
+    def send(self, data: Buffer | Sequence[Buffer]) -> None:
+        """Queue one answer: a buffer, or a list of them sent back to back (a large one, such as
+        a partition's record batches, is sent as it is, never copied)."""
+        parts: Sequence[Buffer] = data if isinstance(data, list | tuple) else (data,)
+        for part in parts:
+            self._out.append(part)
+            self._out_bytes += len(part)
         # Fetches are sized to the budget (one batch may overshoot it); past twice the budget the
         # client is not reading what it asked for.
-        if self._out_bytes > 2 * self._config.max_output_bytes + self._config.max_frame_bytes:
+        if self._out_bytes > 2 * self.config.max_output_bytes + self.config.max_frame_bytes:
             self.close(
                 f"slow reader: {self._out_bytes} bytes of responses queued "
-                f"(max_output_bytes is {self._config.max_output_bytes})"
+                f"(max_output_bytes is {self.config.max_output_bytes})"
             )
         self._out_ready.set()
 
@@ -422,173 +427,17 @@ class BaseConnection(abc.ABC):
                     parts.append(self._out.popleft())
                     size += len(parts[-1])
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
-                with trio.move_on_after(self._config.send_timeout) as waited:
+                with trio.move_on_after(self.config.send_timeout) as waited:
                     await self._stream.send_all(data)
                 if waited.cancelled_caught:
-                    self.close(f"send timeout: the client took no data for {self._config.send_timeout} s")
+                    self.close(f"send timeout: the client took no data for {self.config.send_timeout} s")
                     return
                 self._out_bytes -= size
-                self._free_budget()
-            self._drained.set()
+                self._budget_freed.fire()
+            self._sent.fire()
 
     async def _drain_output(self) -> None:
-        while self._out_bytes:
-            self._drained = trio.Event()
-            await self._drained.wait()
-
-
-class ClientConnection(BaseConnection):
-    """A connection of the native protocol."""
-
-    def __init__(
-        self, stream: trio.abc.Stream, handler: RequestHandler, config: ServerConfig, security: Security
-    ) -> None:
-        self._native = Connection(Role.SERVER, config.max_frame_bytes)
-        super().__init__(stream, config, self._native, security)
-        self._handler = handler
-
-    def _dispatch(self, event: Request | InvalidRequest, nursery: trio.Nursery) -> None:
-        if isinstance(event, InvalidRequest):
-            logger.debug("%s: invalid request: %s", self.peer, event.error.message)
-            self._respond(event.correlation_id, error_response(event.api_key, event.error))
-            if self.principal is None:
-                self.refuse_before_login("an invalid request")
-            return
-        request = event.message
-        cid = event.correlation_id
-        handler = self._handler
-        if isinstance(request, SaslHandshake | SaslAuthenticate):
-            self._login_request(cid, request, event.payload, nursery)
-            return
-        principal = self.principal
-        if principal is None:
-            if isinstance(request, Hello):
-                self._respond(cid, self._hello(request))
-            else:
-                error = SaslAuthenticationError("this broker requires a login first (SASL)")
-                self._respond(cid, error_response(request.API_KEY, error))
-                self.refuse_before_login(type(request).__name__)
-            return
-        self.charge_request()
-        try:
-            if isinstance(request, MEMBER_REQUESTS):
-                self.security.check_member(principal, request.group, request.member_id)
-            if self.security.authorize:  # needs_of is not free: skip it on a broker without ACLs
-                self.security.check(principal, needs_of(request, handler.broker))
-        except LogbrokerError as exc:
-            logger.debug("%s: %s", self.peer, exc.message)
-            if isinstance(request, Produce) and request.acks == 0:
-                self._in_flight.release()
-            else:
-                self._respond(cid, error_response(request.API_KEY, exc))
-            return
-        if isinstance(request, Produce):
-            if self.security.quotas.enabled:
-                self.throttle(
-                    self.security.quotas.produce(principal, trio.current_time(), len(event.payload))
-                )
-            try:
-                result = handler.produce_now(request, event.payload)
-            except Exception as exc:
-                if isinstance(exc, LogbrokerError):
-                    logger.debug("%s: produce refused: %s", self.peer, exc.message)
-                if request.acks == 0:
-                    self._in_flight.release()
-                else:
-                    self._respond(cid, error_response(request.API_KEY, exc))
-                return
-            if request.acks == 0:
-                self._in_flight.release()
-                return
-            self._spawn(nursery, cid, request, lambda: handler.produce_response(request, result))
-        elif isinstance(request, Fetch):
-            self._spawn(nursery, cid, request, lambda: self._fetch_within_budget(request))
-        elif isinstance(request, WAITING_GROUP_REQUESTS):
-            self._spawn(nursery, cid, request, lambda: self._group_request(request, principal))
-        elif isinstance(request, Hello):
-            self._respond(cid, self._hello(request))
-        else:
-            try:
-                response = filter_response(handler.handle(request), principal, self.security)
-            except Exception as exc:
-                response = error_response(request.API_KEY, exc)
-            self._respond(cid, response)
-
-    async def _group_request(self, request: Message, principal: str) -> tuple[Message, bytes]:
-        response, payload = await self._handler.group_request(request)
-        if (
-            isinstance(response, JoinGroupResponse)
-            and isinstance(request, JoinGroup)
-            and not response.error_code
-        ):
-            self.security.joined(principal, request.group, response.member_id)
-        return response, payload
-
-    def _hello(self, request: Hello) -> Message:
-        response = self._handler.handle(request)
-        if isinstance(response, HelloResponse) and self.security.authenticate:
-            response = attrs.evolve(response, sasl_mechanisms=self.mechanisms())
-        return response
-
-    def _login_request(
-        self, cid: int, request: SaslHandshake | SaslAuthenticate, token: bytes, nursery: trio.Nursery
-    ) -> None:
-        if isinstance(request, SaslHandshake):
-            try:
-                offered = self.login_handshake(request.mechanism)
-            except LogbrokerError as exc:  # not offered, out of turn, or the address must wait
-                self._respond(cid, SaslHandshakeResponse(exc.code, exc.message, mechanisms=self.mechanisms()))
-                if self.principal is None:
-                    self.refuse_before_login("a SASL handshake that failed")  # as Kafka does
-                return
-            self._respond(cid, SaslHandshakeResponse(mechanisms=offered))
-            return
-        self.login_step(
-            token,
-            lambda reply: self._respond(cid, SaslAuthenticateResponse(principal=self.principal), reply),
-            lambda exc: self._respond(cid, SaslAuthenticateResponse(exc.code, exc.message)),
-            nursery,
-        )
-
-    def _spawn(
-        self,
-        nursery: trio.Nursery,
-        cid: int,
-        request: Message,
-        work: Callable[[], Awaitable[Message | tuple[Message, bytes]]],
-    ) -> None:
-        async def answer() -> None:
-            try:
-                result = await work()
-            except Exception as exc:
-                response: Message = error_response(request.API_KEY, exc)
-                payload = b""
-            else:
-                response, payload = result if isinstance(result, tuple) else (result, b"")
-            if (
-                payload and self.principal is not None and self.security.quotas.enabled
-            ):  # records fetched or polled
-                self.throttle(self.security.quotas.fetch(self.principal, trio.current_time(), len(payload)))
-            self._respond(cid, response, payload)
-
-        self._run_task(nursery, answer)
-
-    async def _fetch_within_budget(self, request: Fetch) -> tuple[Message, bytes]:
-        budget = await self.reserve_output()
-        try:
-            return await self._handler.fetch(request, max_response_bytes=budget)
-        finally:
-            self.release_output(budget)
-
-    def _respond(self, cid: int, response: Message, payload: bytes = b"") -> None:
-        self._in_flight.release()
-        self.send(self._native.send(Response(cid, response, payload)))
-
-
-def refusal(reason: str) -> bytes:
-    """An unsolicited error frame (correlation id 0) sent to a connection the server refuses."""
-    protocol = Connection(Role.SERVER, 1 << 20)
-    return protocol.send(Response(0, ErrorResponse(error_code=8, error_message=reason)))
+        await self._sent.wait_until(lambda: not self._out_bytes)
 
 
 def _connection_lost(exc: Exception) -> Exception | None:

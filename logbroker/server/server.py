@@ -5,34 +5,34 @@
         ...                          # server.port is the bound port
         server.request_shutdown()    # or SIGINT/SIGTERM in `logbroker serve`
 
-With `kafka_port` set, a second listener speaks Kafka's protocol (`logbroker.kafka`) over the
-same broker, flusher and groups.
+The server runs an `Engine` over the broker (`logbroker.engine`: the services both protocols
+share) and its front doors: the native protocol's listener (`server.native`) and, with
+`kafka_port` set, one that speaks Kafka's protocol (`server.kafka`).
 
-Every task belongs to a nursery of `run`: the connections to one, the flusher and the retention
-loop to another around it. A shutdown stops accepting, stops reading requests, answers what is in
-flight (long polls return at once, produce acks wait for their fsync), waits up to
-`shutdown_timeout`, and flushes. Closing the broker (which writes the clean-shutdown markers) is
-left to whoever opened it.
+Every task belongs to a nursery of `run`: the connections to one, the engine's background work
+(flusher, group timer, housekeeping) and the security watch to another around it. A shutdown
+stops accepting, stops reading requests, answers what is in flight (long polls return at once,
+produce acks wait for their fsync), waits up to `shutdown_timeout`, and flushes. Closing the
+broker (which writes the clean-shutdown markers) is left to whoever opened it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 
+import attrs
 import trio
 
+from logbroker.broadcast import Broadcast
 from logbroker.broker.broker import Broker
+from logbroker.engine.engine import Engine
 from logbroker.errors import LogbrokerError
-from logbroker.kafka.connection import KafkaConnection
-from logbroker.kafka.handlers import KafkaHandler
 from logbroker.server.config import ServerConfig
-from logbroker.server.connection import BaseConnection, ClientConnection, peer_name, refusal
-from logbroker.server.flusher import Flusher
-from logbroker.server.handlers import RequestHandler, monotonic_ms
+from logbroker.server.connection import BaseConnection, peer_name
+from logbroker.server.kafka.connection import KafkaConnection
+from logbroker.server.native.connection import NativeConnection, refusal
 from logbroker.server.security import Security
-from logbroker.server.signals import DataSignals
 from logbroker.tls import server_context
 
 __all__ = ["Server", "serve"]
@@ -40,18 +40,11 @@ __all__ = ["Server", "serve"]
 logger = logging.getLogger("logbroker.server")
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Server:
     def __init__(self, broker: Broker, config: ServerConfig | None = None) -> None:
         self.broker = broker
         self.config = config or ServerConfig()
-        self.signals = DataSignals()
-        self.flusher = Flusher(broker, on_flushed=self.signals.notify)
-        self.handler = RequestHandler(broker, self.config, self.flusher, self.signals, wall_clock_ms)
-        self.kafka = KafkaHandler(self.handler, self.config.advertised_kafka_host, lambda: self.kafka_port)
+        self.engine = Engine(broker, retention_check_interval=self.config.retention_check_interval)
         self.connections: set[BaseConnection] = set()
         #: Connections still in their TLS handshake (they count against `max_connections`).
         self.handshaking = 0
@@ -67,7 +60,7 @@ class Server:
         #: The Kafka listener's bound port (-1: off).
         self.kafka_port = -1
         self._shutdown = trio.Event()
-        self._connections_changed = trio.Event()
+        self._connections_changed = Broadcast()
 
     @property
     def address(self) -> str:
@@ -77,11 +70,14 @@ class Server:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
+    @property
+    def kafka_address(self) -> tuple[str, int]:
+        """Where Kafka clients are told to connect (Metadata, FindCoordinator)."""
+        return self.config.advertised_kafka_host, self.kafka_port
+
     async def wait_connections(self, at_most: int) -> None:
         """Return once at most `at_most` connections are open."""
-        while len(self.connections) > at_most:
-            changed = self._connections_changed
-            await changed.wait()
+        await self._connections_changed.wait_until(lambda: len(self.connections) <= at_most)
 
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
@@ -94,15 +90,12 @@ class Server:
                 "Kafka listener on %s:%d (advertised as %s:%d)",
                 self.config.host,
                 self.kafka_port,
-                self.kafka.host,
-                self.kafka_port,
+                *self.kafka_address,
             )
-        # A topic created or deleted may change what groups subscribe to: the timer reassigns.
-        self.broker.topic_listeners.append(self.handler.poke_group_timer)
         try:
             await self._serve(listeners, kafka_listeners, task_status)
         finally:
-            self.broker.topic_listeners.remove(self.handler.poke_group_timer)
+            self.engine.close()
         logger.info("stopped")
 
     async def _serve(
@@ -112,9 +105,7 @@ class Server:
         task_status: trio.TaskStatus[Server],
     ) -> None:
         async with trio.open_nursery() as background:
-            background.start_soon(self.flusher.run)
-            background.start_soon(self._housekeeping)
-            background.start_soon(self._group_timer)
+            background.start_soon(self.engine.run)
             background.start_soon(self._watch_security)
             async with trio.open_nursery() as connections:
                 accepting = trio.CancelScope()
@@ -140,8 +131,7 @@ class Server:
                 accepting.cancel()
                 for listener in listeners + kafka_listeners:
                     await listener.aclose()
-                self.handler.closing = True
-                self.signals.notify_all()
+                self.engine.shut_down()
                 for connection in list(self.connections):
                     if connection.principal is None:  # not logged in: nothing worth answering
                         connection.close("shutdown")
@@ -151,7 +141,7 @@ class Server:
                     await self.wait_connections(0)
                 for connection in list(self.connections):
                     connection.close("shutdown timeout")
-            await self.flusher.flush_round()
+            await self.engine.flush()
             background.cancel_scope.cancel()
 
     async def _handle(self, tcp: trio.SocketStream) -> None:
@@ -171,9 +161,9 @@ class Server:
                 stream = await self._secure(tcp)
                 if stream is not None:
                     connection: BaseConnection = (
-                        KafkaConnection(stream, self.kafka, self.config, self.security)
+                        KafkaConnection(stream, self.engine, self.config, self.security, self.kafka_address)
                         if kafka
-                        else ClientConnection(stream, self.handler, self.config, self.security)
+                        else NativeConnection(stream, self.engine, self.config, self.security)
                     )
                     await self._run_connection(connection)
             finally:
@@ -216,62 +206,17 @@ class Server:
             await connection.run()
         finally:
             self.connections.discard(connection)
-            changed, self._connections_changed = self._connections_changed, trio.Event()
-            changed.set()
-
-    async def _group_timer(self) -> None:
-        """Apply group timeouts when they are due: session expiry, ack timeouts, nack delays,
-        the first assignment after its delay."""
-        groups = self.broker.groups
-        while True:
-            wakeup = self.handler.group_timer_wakeup
-            try:
-                changed = groups.expire(monotonic_ms(), wall_clock_ms())
-            except LogbrokerError as exc:  # __offsets could not be written (a full disk, say)
-                logger.error("consumer groups: %s; trying again in 1 s", exc.message)
-                changed = set(groups.groups)
-                deadline: int | None = monotonic_ms() + 1000
-            except Exception:  # a defect in one group must not stop the timer of all the others
-                logger.exception("consumer groups: unexpected error in the group timer; trying again in 1 s")
-                changed = set(groups.groups)
-                deadline = monotonic_ms() + 1000
-            else:
-                deadline = groups.next_deadline()
-            for name in changed:
-                self.signals.notify_group(name)
-            with trio.move_on_at(deadline / 1000 if deadline is not None else float("inf")):
-                await wakeup.wait()
+            self._connections_changed.fire()
 
     async def _watch_security(self) -> None:
         """Take up `logbroker users|acls` changes while running; forget departed members."""
-        groups = self.broker.groups.groups
-
-        def alive(group: str, member_id: str) -> bool:
-            return group in groups and member_id in groups[group].members
-
         while True:
             await trio.sleep(1)
             try:
                 self.security.refresh()
             except (OSError, LogbrokerError) as exc:  # keep the rules in force; try again
                 logger.error("security files: %s", getattr(exc, "message", None) or exc)
-            self.security.prune_members(alive)
-
-    async def _housekeeping(self) -> None:
-        while True:
-            await trio.sleep(self.config.retention_check_interval)
-            try:
-                deleted = self.broker.apply_retention(wall_clock_ms())
-                if deleted:
-                    logger.info("retention deleted %d segment(s)", deleted)
-                if self.broker.groups.maybe_compact(wall_clock_ms()):
-                    logger.info("compacted %s", "__offsets")
-                self.broker.snapshot_producer_state(wall_clock_ms())
-            except LogbrokerError as exc:  # tried again at the next check
-                logger.error("housekeeping: %s", exc.message)
-            for note in self.broker.notes:
-                logger.warning("%s", note)
-            self.broker.notes.clear()
+            self.security.prune_members(self.engine.groups.is_member)
 
 
 async def serve(
@@ -289,7 +234,5 @@ async def serve(
     """
     config = config or ServerConfig()
     if (config.host, config.port) != (host, port):
-        import attrs
-
         config = attrs.evolve(config, host=host, port=port)
     await Server(broker, config).run(task_status=task_status)

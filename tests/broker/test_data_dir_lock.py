@@ -52,7 +52,9 @@ def test_a_killed_process_leaves_its_data_directory_free_and_a_live_one_does_not
 
 def test_a_failed_open_gives_the_lock_back() -> None:
     fs = FaultFileSystem()
-    Broker.open("/data", fs=fs, now_ms=NOW).close()
+    broker = Broker.open("/data", fs=fs, now_ms=NOW)
+    broker.create_topic("t", now_ms=NOW)
+    broker.close()
     fs.fail("open", times=None)  # every partition open fails now
     with pytest.raises(StorageError):
         Broker.open("/data", fs=fs, now_ms=NOW)

@@ -71,7 +71,7 @@ def open_fault_broker(fs: FaultFileSystem, fsync: FsyncPolicy | None = None) -> 
 
 
 def flush(broker: Broker) -> None:
-    for log in broker.take_dirty():
+    for _, log in broker.take_dirty():
         log.flush()
 
 
@@ -225,9 +225,9 @@ def test_a_duplicate_waits_for_the_original_to_be_durable() -> None:
     produce(broker, idempotent(2, seq=0))
     retry = produce(broker, idempotent(2, seq=0))
     assert retry.duplicate
-    assert retry.log.flushed_offset < retry.next_offset  # the server's ack waits for this
+    assert broker.flushed_offset("t", 0) < retry.durable.next_offset  # the server's ack waits for this
     flush(broker)
-    assert retry.log.flushed_offset >= retry.next_offset
+    assert broker.flushed_offset("t", 0) >= retry.durable.next_offset
     broker.close()
 
 
@@ -423,7 +423,7 @@ def test_power_loss_keeps_the_state_in_step_with_the_log() -> None:
     assert broker.log("t", 0).next_offset == 1
     # The lost batch is new again: appended, not answered with offsets that no longer hold it.
     other = idempotent(2, seq=1, tag="other")
-    assert produce(broker, other) == ProduceResult(broker.log("t", 0), 1, 3)
+    assert produce(broker, other) == ProduceResult("t", 0, 1, 3, 0)
     flush(broker)
 
     fs.kill()  # a kill -9 with no snapshot since
@@ -471,9 +471,7 @@ def test_an_unreadable_snapshot_is_replaced_by_a_walk_of_the_log(tmp_path: Path)
         report = next(r for r in broker.recovery if r.directory.endswith("t-0"))
         assert any("ignored and removed: unreadable" in n for n in report.notes), report.notes
         assert "producer state: 1 batch header(s) from the log start replayed" in report.notes
-        assert produce(broker, idempotent(3, seq=0)) == ProduceResult(
-            broker.log("t", 0), 0, 3, duplicate=True
-        )
+        assert produce(broker, idempotent(3, seq=0)) == ProduceResult("t", 0, 0, 3, 0, duplicate=True)
         broker.close()  # writes a good snapshot again
         assert json.loads((tmp_path / "data" / "t-0" / PRODUCER_STATE_FILE).read_text())["offset"] == 3
 

@@ -184,7 +184,7 @@ class IdempotenceMachine(RuleBasedStateMachine):
 
     @rule()
     def flush(self) -> None:
-        for log in self.broker.take_dirty():
+        for _, log in self.broker.take_dirty():
             log.flush()
 
     @rule()

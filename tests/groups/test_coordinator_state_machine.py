@@ -12,10 +12,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from logbroker.broker.broker import Broker, BrokerOptions, FsyncPolicy
-from logbroker.broker.coordinator import PollResult
-from logbroker.broker.group_state import GroupSettings
+from logbroker.broker.broker import Broker
+from logbroker.broker.options import BrokerOptions, FsyncPolicy, GroupSettings
 from logbroker.errors import IllegalGenerationError, InvalidRequestError, UnknownMemberIdError
+from logbroker.groups.coordinator import GroupCoordinator
+from logbroker.groups.delivery import PollResult
 from logbroker.records import encode_batch, iter_records
 from logbroker.storage.fault_fs import FaultFileSystem
 
@@ -34,6 +35,7 @@ class GroupMachine(RuleBasedStateMachine):
         self.fs = FaultFileSystem()
         self.now = 0
         self.broker = Broker.open("/data", OPTIONS, fs=self.fs, now_ms=WALL)
+        self.groups = GroupCoordinator(self.broker, now_ms=WALL)
         self.broker.create_topic("t", PARTITIONS, now_ms=WALL)
         for p in range(PARTITIONS):
             for i in range(4):
@@ -45,13 +47,9 @@ class GroupMachine(RuleBasedStateMachine):
         self.committed = dict.fromkeys(range(PARTITIONS), 0)
         self.dead = 0
 
-    @property
-    def groups(self):  # type: ignore[no-untyped-def]
-        return self.broker.groups
-
     def _poll_result(self, member_id: str, result: PollResult) -> None:
         for letter in result.dead_letters:
-            self.groups.finish_dead_letter(letter, now_ms=WALL)
+            self.groups.dead_letters.finish(letter, now_ms=WALL)
             self.dead += 1
         group = self.groups.groups["g"]
         for d in result.delivered:
@@ -63,7 +61,7 @@ class GroupMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from("abc"))
     def join(self, name: str) -> None:
         if name not in self.members:
-            member_id, _, _ = self.groups.join("g", None, name, ["t"], now=self.now, now_ms=WALL)
+            member_id, _, _ = self.groups.membership.join("g", None, name, ["t"], now=self.now, now_ms=WALL)
             self.members[name] = member_id
 
     @rule(name=st.sampled_from("abc"))
@@ -71,7 +69,7 @@ class GroupMachine(RuleBasedStateMachine):
         member_id = self.members.pop(name, None)
         if member_id is not None:
             try:
-                self.groups.leave("g", member_id, now=self.now, now_ms=WALL)
+                self.groups.membership.leave("g", member_id, now=self.now, now_ms=WALL)
             except UnknownMemberIdError:
                 pass  # its session had already expired
 
@@ -81,7 +79,7 @@ class GroupMachine(RuleBasedStateMachine):
         if member_id is None:
             return
         try:
-            result = self.groups.poll("g", member_id, max_bytes, now=self.now, now_ms=WALL)
+            result = self.groups.delivery.poll("g", member_id, max_bytes, now=self.now, now_ms=WALL)
         except UnknownMemberIdError:
             del self.members[name]
             return
@@ -96,7 +94,7 @@ class GroupMachine(RuleBasedStateMachine):
         group = self.groups.groups["g"]
         owner = group.partitions[("t", partition)].owner
         try:
-            committed, _ = self.groups.commit(
+            committed, _ = self.groups.delivery.commit(
                 "g",
                 member_id,
                 group.generation,
@@ -128,7 +126,7 @@ class GroupMachine(RuleBasedStateMachine):
         if state is None or state.cursor <= state.committed:
             return
         try:
-            self.groups.nack(
+            self.groups.delivery.nack(
                 "g",
                 member_id,
                 self.groups.groups["g"].generation,
@@ -152,7 +150,7 @@ class GroupMachine(RuleBasedStateMachine):
             delivered[partition] = max(delivered[partition] - back, 0)  # those answers were lost
         seen = {("t", p): end for p, end in delivered.items()}
         try:
-            self.groups.take_back_unseen("g", member_id, seen, now=self.now)
+            self.groups.delivery.take_back_unseen("g", member_id, seen, now=self.now)
         except UnknownMemberIdError:
             del self.members[name]
 
@@ -172,6 +170,7 @@ class GroupMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         self.broker.close()
         self.broker = Broker.open("/data", OPTIONS, fs=self.fs, now_ms=WALL)
+        self.groups = GroupCoordinator(self.broker, now_ms=WALL)
         self.members.clear()
         self.delivered.clear()
 
@@ -197,21 +196,23 @@ class GroupMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         # A fresh, diligent member drains the group: everything ends committed or dead-lettered.
-        member_id, _, _ = self.groups.join("g", None, "drain", ["t"], now=self.now, now_ms=WALL)
+        member_id, _, _ = self.groups.membership.join("g", None, "drain", ["t"], now=self.now, now_ms=WALL)
         for name in list(self.members):
             self.leave(name)
         for _ in range(200):
             self.now += 1100  # past the ack timeout, within the drain member's session
             self.groups.expire(self.now, WALL)
             try:
-                result = self.groups.poll("g", member_id, 1 << 20, now=self.now, now_ms=WALL)
+                result = self.groups.delivery.poll("g", member_id, 1 << 20, now=self.now, now_ms=WALL)
             except UnknownMemberIdError:
-                member_id, _, _ = self.groups.join("g", None, "drain", ["t"], now=self.now, now_ms=WALL)
+                member_id, _, _ = self.groups.membership.join(
+                    "g", None, "drain", ["t"], now=self.now, now_ms=WALL
+                )
                 continue
             self._poll_result(member_id, result)
             group = self.groups.groups["g"]
             for d in result.delivered:
-                self.groups.commit(
+                self.groups.delivery.commit(
                     "g", member_id, group.generation, d.topic, d.partition, d.end, now=self.now, now_ms=WALL
                 )
             ends = [self.broker.log("t", p).next_offset for p in range(PARTITIONS)]

@@ -15,8 +15,10 @@ import trio.testing
 
 import logbroker
 from logbroker.broker.broker import Broker, BrokerOptions
-from logbroker.broker.group_state import GroupSettings
+from logbroker.broker.options import GroupSettings
+from logbroker.engine.engine import Engine
 from logbroker.errors import InvalidTopicError, StorageError
+from logbroker.groups.coordinator import GroupCoordinator
 from logbroker.protocol.messages import (
     CommitOffset,
     GroupPoll,
@@ -26,7 +28,6 @@ from logbroker.protocol.messages import (
     Nack,
 )
 from logbroker.records import encode_batch
-from logbroker.server.server import Server
 from logbroker.testing import run_broker
 
 Clock = trio.abc.Clock
@@ -196,8 +197,8 @@ async def test_a_poll_cancelled_while_its_dead_letter_syncs_copies_once(autojump
         await admin.create_topic("t")
         for value in (b"poison", b"ok"):
             await admin.produce("t", [value])
-        handler = broker.server.handler
-        durable = handler.durable
+        flusher = broker.engine.core.flusher
+        durable = flusher.wait_durable
 
         async def slow_disk(pending):  # type: ignore[no-untyped-def]
             await trio.sleep(1)  # time passing is the point: a slow fsync, outlasting the poll
@@ -206,10 +207,10 @@ async def test_a_poll_cancelled_while_its_dead_letter_syncs_copies_once(autojump
         async with admin.group_consumer("g", "t") as consumer:
             [poison, _] = await consumer.poll()
             await poison.nack()
-            handler.durable = slow_disk  # type: ignore[method-assign]
+            flusher.wait_durable = slow_disk  # type: ignore[method-assign]
             with trio.move_on_after(0.2):  # cancelled (the member gives up) while the copy syncs
                 await consumer.poll()
-            handler.durable = durable  # type: ignore[method-assign]
+            flusher.wait_durable = durable  # type: ignore[method-assign]
             got = []
             with trio.move_on_after(3):
                 while not got:
@@ -227,7 +228,7 @@ async def test_the_group_timer_survives_a_failing_offsets_log(autojump_clock: Cl
         await client.create_topic("t")
         joined, _ = await client.request(JoinGroup("g", ["t"], client_id="A"))
         assert isinstance(joined, JoinGroupResponse)
-        log = broker.broker.groups.store.log
+        log = broker.engine.coordinator.store.log
         append = log.append
         failed = trio.Event()
 
@@ -253,9 +254,10 @@ def test_the_group_timer_does_not_spin_on_a_deadline_it_reached() -> None:
         now_ms=NOW_MS,
     )
     broker.create_topic("t", 1, now_ms=NOW_MS)
-    server = Server(broker)
+    engine = Engine(broker)
+    coordinator = engine.coordinator
     calls = 0
-    expire = broker.groups.expire
+    expire = coordinator.expire
 
     def counting(now: int, now_ms: int) -> set[str]:
         nonlocal calls
@@ -264,17 +266,17 @@ def test_the_group_timer_does_not_spin_on_a_deadline_it_reached() -> None:
             raise AssertionError("the group timer spins")
         return expire(now, now_ms)
 
-    broker.groups.expire = counting  # type: ignore[method-assign]
+    coordinator.expire = counting  # type: ignore[method-assign]
 
     async def main() -> None:
-        broker.groups.join("g", None, "A", ["t"], now=0, now_ms=NOW_MS)  # expires at 1001 ms
+        coordinator.membership.join("g", None, "A", ["t"], now=0, now_ms=NOW_MS)  # expires at 1001 ms
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(server._group_timer)
+            nursery.start_soon(engine.groups.run_timer)
             await trio.sleep(5)  # time passing is the point: the timer reaches the 1001 ms deadline
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert broker.groups.groups["g"].members == {}
+    assert coordinator.groups["g"].members == {}
     assert calls < 10
 
 
@@ -308,65 +310,67 @@ async def test_the_offsets_topic_cannot_be_deleted(autojump_clock: Clock) -> Non
 # -- the coordinator alone --------------------------------------------------------------------
 
 
-def _broker(data_dir: Path | None = None, **settings: int) -> Broker:
+def _open(data_dir: Path | None = None, **settings: int) -> tuple[Broker, GroupCoordinator]:
     options = BrokerOptions(group_defaults=GroupSettings(**settings), group_initial_delay_ms=0)
     if data_dir is None:
-        return Broker.in_memory(options, now_ms=NOW_MS)
-    return Broker.open(str(data_dir), options, now_ms=NOW_MS)
+        broker = Broker.in_memory(options, now_ms=NOW_MS)
+    else:
+        broker = Broker.open(str(data_dir), options, now_ms=NOW_MS)
+    return broker, GroupCoordinator(broker, now_ms=NOW_MS)
 
 
 @pytest.mark.parametrize("poison", [0, 5])
 def test_a_record_is_dead_lettered_once_while_its_copy_syncs(poison: int) -> None:
-    broker = _broker(ack_timeout_ms=1000, max_deliveries=2)
+    broker, groups = _open(ack_timeout_ms=1000, max_deliveries=2)
     broker.create_topic("t", 1, now_ms=NOW_MS)
     for i in range(poison + 3):
         broker.produce("t", 0, encode_batch([b"%d" % i]), now_ms=NOW_MS)
-    groups = broker.groups
-    member, _, _ = groups.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
+    member, _, _ = groups.membership.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
     if poison:
-        groups.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
-        groups.commit("g", member, groups.groups["g"].generation, "t", 0, poison, now=0, now_ms=NOW_MS)
+        groups.delivery.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
+        groups.delivery.commit(
+            "g", member, groups.groups["g"].generation, "t", 0, poison, now=0, now_ms=NOW_MS
+        )
     now = 0
     for _ in range(2):  # both deliveries time out
         now += 10
-        groups.poll("g", member, 1, now=now, now_ms=NOW_MS)
+        groups.delivery.poll("g", member, 1, now=now, now_ms=NOW_MS)
         now += 2000
         groups.expire(now, NOW_MS)
-    first = groups.poll("g", member, 1 << 20, now=now, now_ms=NOW_MS)
-    second = groups.poll("g", member, 1 << 20, now=now, now_ms=NOW_MS)  # before the copy is durable
+    first = groups.delivery.poll("g", member, 1 << 20, now=now, now_ms=NOW_MS)
+    second = groups.delivery.poll("g", member, 1 << 20, now=now, now_ms=NOW_MS)  # before the copy is durable
     assert [d.offset for d in first.dead_letters] == [poison]
     assert second.dead_letters == [] and second.delivered == []
-    groups.finish_dead_letter(first.dead_letters[0], now_ms=NOW_MS)
+    groups.dead_letters.finish(first.dead_letters[0], now_ms=NOW_MS)
     assert broker.high_watermark(broker.log("dlq.g.t", 0)) == 1
 
 
 def test_a_restart_between_the_dead_letter_copy_and_its_commit_copies_once(tmp_path: Path) -> None:
-    broker = _broker(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
+    broker, groups = _open(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
     broker.create_topic("t", 1, now_ms=NOW_MS)
     broker.produce("t", 0, encode_batch([b"poison", b"next"]), now_ms=NOW_MS)
     broker.log("t", 0).flush()  # visible to groups (fsync=always)
-    groups = broker.groups
-    member, _, _ = groups.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
-    groups.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
-    groups.commit("g", member, groups.groups["g"].generation, "t", 0, 0, now=0, now_ms=NOW_MS)
+    member, _, _ = groups.membership.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
+    groups.delivery.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
+    groups.delivery.commit("g", member, groups.groups["g"].generation, "t", 0, 0, now=0, now_ms=NOW_MS)
     groups.expire(5000, NOW_MS)
-    [letter] = groups.poll("g", member, 1 << 20, now=5000, now_ms=NOW_MS).dead_letters
+    [letter] = groups.delivery.poll("g", member, 1 << 20, now=5000, now_ms=NOW_MS).dead_letters
     assert letter.offset == 0
     for _, _, log in broker.logs():
         log.flush()
     broker.close()  # the copy is durable; the broker stops before it commits past the record
 
-    broker = _broker(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
-    assert broker.groups.groups["g"].partitions[("t", 0)].committed == 1
-    member, _, _ = broker.groups.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
-    [delivered] = broker.groups.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS).delivered
+    broker, groups = _open(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
+    assert groups.groups["g"].partitions[("t", 0)].committed == 1
+    member, _, _ = groups.membership.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
+    [delivered] = groups.delivery.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS).delivered
     assert (delivered.start, delivered.end) == (1, 2)
     assert broker.high_watermark(broker.log("dlq.g.t", 0)) == 1
     broker.close()
 
 
 def test_a_restart_before_the_dead_letter_copy_delivers_the_record_again(tmp_path: Path) -> None:
-    broker = _broker(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
+    broker, groups = _open(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
     broker.create_topic("t", 1, now_ms=NOW_MS)
     broker.produce("t", 0, encode_batch([b"poison"]), now_ms=NOW_MS)
     broker.log("t", 0).flush()
@@ -375,46 +379,44 @@ def test_a_restart_before_the_dead_letter_copy_delivers_the_record_again(tmp_pat
     headers = [("dlq.topic", b"t"), ("dlq.partition", b"0"), ("dlq.offset", b"7"), ("dlq.group", b"g")]
     broker.produce("dlq.g.t", 0, encode_batch([b"other"], headers=[headers]), now_ms=NOW_MS)
     marker = {"offset": 0, "partition": 0, "from": 0}
-    broker.groups.store.write(
+    groups.store.write(
         [(("offset", "g", "t", "0"), {"offset": 0, "dead_letter": marker})], NOW_MS
     )  # the marker is written, then the broker stops before the copy
     for _, _, log in broker.logs():
         log.flush()
     broker.close()
 
-    broker = _broker(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
-    assert broker.groups.groups["g"].partitions[("t", 0)].committed == 0
-    member, _, _ = broker.groups.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
-    [delivered] = broker.groups.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS).delivered
+    broker, groups = _open(tmp_path, ack_timeout_ms=1000, max_deliveries=1)
+    assert groups.groups["g"].partitions[("t", 0)].committed == 0
+    member, _, _ = groups.membership.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
+    [delivered] = groups.delivery.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS).delivered
     assert (delivered.start, delivered.end) == (0, 1)  # delivered again: not lost
     broker.close()
 
 
 def test_a_release_outside_what_is_in_flight_takes_back_only_what_is() -> None:
-    broker = _broker(ack_timeout_ms=1000)
+    broker, groups = _open(ack_timeout_ms=1000)
     broker.create_topic("t", 1, now_ms=NOW_MS)
     broker.produce("t", 0, encode_batch([b"%d" % i for i in range(10)]), now_ms=NOW_MS)
-    groups = broker.groups
-    member, _, _ = groups.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
+    member, _, _ = groups.membership.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
     generation = groups.groups["g"].generation
-    groups.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
-    groups.commit("g", member, generation, "t", 0, 4, now=0, now_ms=NOW_MS)
+    groups.delivery.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
+    groups.delivery.commit("g", member, generation, "t", 0, 4, now=0, now_ms=NOW_MS)
     state = groups.groups["g"].partitions[("t", 0)]
-    groups.nack("g", member, generation, "t", 0, 20, 0, now=0, release=True)  # past the cursor
+    groups.delivery.nack("g", member, generation, "t", 0, 20, 0, now=0, release=True)  # past the cursor
     assert (state.committed, state.cursor) == (4, 10)
-    groups.nack("g", member, generation, "t", 0, 0, 0, now=0, release=True)  # below the commit
+    groups.delivery.nack("g", member, generation, "t", 0, 0, 0, now=0, release=True)  # below the commit
     assert (state.committed, state.cursor) == (4, 4)
-    [again] = groups.poll("g", member, 1 << 20, now=1, now_ms=NOW_MS).delivered
+    [again] = groups.delivery.poll("g", member, 1 << 20, now=1, now_ms=NOW_MS).delivered
     assert again.counts == [(4, 10, 1)]  # released: not counted
 
 
 def test_a_commit_that_cannot_be_written_changes_nothing() -> None:
-    broker = _broker()
+    broker, groups = _open()
     broker.create_topic("t", 1, now_ms=NOW_MS)
     broker.produce("t", 0, encode_batch([b"a", b"b"]), now_ms=NOW_MS)
-    groups = broker.groups
-    member, _, _ = groups.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
-    groups.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
+    member, _, _ = groups.membership.join("g", None, "c", ["t"], now=0, now_ms=NOW_MS)
+    groups.delivery.poll("g", member, 1 << 20, now=0, now_ms=NOW_MS)
     log = groups.store.log
 
     def disk_full(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -422,5 +424,5 @@ def test_a_commit_that_cannot_be_written_changes_nothing() -> None:
 
     log.append = disk_full  # type: ignore[method-assign]
     with pytest.raises(StorageError):
-        groups.commit("g", member, groups.groups["g"].generation, "t", 0, 2, now=0, now_ms=NOW_MS)
+        groups.delivery.commit("g", member, groups.groups["g"].generation, "t", 0, 2, now=0, now_ms=NOW_MS)
     assert groups.groups["g"].partitions[("t", 0)].committed == 0

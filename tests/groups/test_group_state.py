@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from logbroker.broker.group_state import DeliveryCounts, Member, PartitionCursor, assign
+from logbroker.groups.cursor import DeliveryCounts, PartitionCursor
+from logbroker.groups.membership import Member, assign
 
 
 def test_delivery_counts() -> None:

@@ -233,10 +233,10 @@ async def test_offsets_compaction_keeps_the_latest_values(tmp_path: Path) -> Non
         await fill(client, "t", 1, 3000)
         async with client.group_consumer("g", "t") as consumer:
             await take(consumer, 3000)  # one commit per record
-        store = broker.broker.groups.store
+        store = broker.engine.coordinator.store
         before = store.log.next_offset
         assert store.needs_compaction()
-        assert broker.broker.groups.maybe_compact(0)
+        assert broker.engine.coordinator.maybe_compact(0)
         assert store.log.log_start_offset >= before  # the old records are gone
     async with (
         run_broker(data_dir=str(tmp_path)) as broker,
@@ -244,7 +244,9 @@ async def test_offsets_compaction_keeps_the_latest_values(tmp_path: Path) -> Non
     ):
         assert (await client.describe_group("g")).partitions[0].committed == 3000
         assert (
-            broker.broker.groups.store.log.next_offset - broker.broker.groups.store.log.log_start_offset < 10
+            broker.engine.coordinator.store.log.next_offset
+            - broker.engine.coordinator.store.log.log_start_offset
+            < 10
         )
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 
 from logbroker.broker.broker import Broker
-from logbroker.broker.classic_groups import COMPLETING, EMPTY, PREPARING, STABLE, ClassicGroup, ClassicGroups
+from logbroker.broker.options import BrokerOptions
 from logbroker.errors import (
     IllegalGenerationError,
     InconsistentGroupProtocolError,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
+from logbroker.groups.classic import COMPLETING, EMPTY, PREPARING, STABLE, ClassicGroup, ClassicGroups
+from logbroker.groups.offsets_store import OffsetsStore
 from logbroker.kafka.apis import LIST_GROUPS, OFFSET_COMMIT
 from tests.kafka.wire import Wire
 
@@ -25,7 +27,8 @@ ILLEGAL_GENERATION = 22  # Kafka's code
 
 @pytest.fixture
 def groups() -> ClassicGroups:
-    return ClassicGroups(Broker.in_memory().groups.store, initial_delay_ms=DELAY)
+    broker = Broker.in_memory(BrokerOptions(classic_initial_delay_ms=DELAY))
+    return ClassicGroups(broker, OffsetsStore(broker, now_ms=0))
 
 
 def join(

@@ -150,8 +150,10 @@ def test_golden_api_versions_v3_request_and_v0_header_response() -> None:
     assert isinstance(event, KafkaRequest)
     assert (event.api, event.version, event.correlation_id, event.client_id) == (API_VERSIONS, 3, 7, "c")
     assert event.body == {"client_software_name": "n", "client_software_version": "1"}
-    answer = protocol.respond(
-        event, {"error_code": 0, "api_keys": [{"api_key": 3, "min_version": 0, "max_version": 4}]}
+    answer = b"".join(
+        protocol.respond(
+            event, {"error_code": 0, "api_keys": [{"api_key": 3, "min_version": 0, "max_version": 4}]}
+        )
     )
     # Response header v0 (no tags, even though v3 is flexible); compact array of one entry with
     # its own empty tags; throttle time; the body's empty tags.

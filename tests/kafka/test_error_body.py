@@ -1,4 +1,5 @@
-"""`error_body`: whatever request failed, its answer encodes at that version and carries the code."""
+"""Each endpoint's error body: whatever request failed, its answer encodes at that version and
+carries the code."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logbroker.kafka.apis import APIS, Api
-from logbroker.kafka.handlers import error_body
-from logbroker.kafka.protocol import KafkaRequest
 from logbroker.kafka.types import Reader, Writer
+from logbroker.server.kafka.endpoints import ENDPOINTS
 from tests.kafka.test_codec import values
 
 CASES = [(api, version) for api in APIS.values() for version in range(api.min_version, api.max_version + 1)]
@@ -67,7 +67,7 @@ def test_an_error_answer_encodes_and_says_what_failed(api: Api, version: int, da
     writer = Writer()
     api.request.encode(writer, data.draw(values(api.request, version, flexible)), version, flexible)
     body = api.request.decode(Reader(writer.getvalue()), version, flexible)
-    answer = error_body(KafkaRequest(api, version, 1, "test", body), 42)
+    answer = ENDPOINTS[api.key].error_body(body, 42, "failed")
     out = Writer()
     api.response.encode(out, answer, version, flexible)
     decoded = api.response.decode(Reader(out.getvalue()), version, flexible)
@@ -83,3 +83,8 @@ def test_an_error_answer_encodes_and_says_what_failed(api: Api, version: int, da
         assert found == {42}
     if api.name in ITEMS:
         assert count_codes(decoded) >= count_items(body, ITEMS[api.name])  # every item is answered
+
+
+def test_every_api_the_codec_serves_has_one_endpoint_and_no_other() -> None:
+    assert set(ENDPOINTS) == set(APIS)
+    assert all(endpoint.api is APIS[key] for key, endpoint in ENDPOINTS.items())

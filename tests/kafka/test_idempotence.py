@@ -13,9 +13,9 @@ from kafka import KafkaProducer
 
 import logbroker
 from logbroker.kafka.apis import INIT_PRODUCER_ID, PRODUCE, Api
-from logbroker.kafka.connection import KafkaConnection
 from logbroker.kafka.types import Reader, Writer
 from logbroker.records import encode_batch, iter_records
+from logbroker.server.kafka.connection import KafkaConnection
 from logbroker.testing import RunningBroker
 
 
@@ -105,20 +105,20 @@ def test_retries_gaps_and_epochs_at_the_wire(kafka_broker: RunningBroker) -> Non
 def _lose_the_first_produce_answer(broker: RunningBroker) -> list[int]:
     """Make the broker append the first produce and then drop the connection instead of
     answering (as when the answer is lost on the way): the client sends the batch again."""
-    handler = broker.server.kafka
-    answer = handler.produce_response
+    produce = broker.engine.produce
+    acked = produce.acked
     lost: list[int] = []
 
-    async def produce_response(pending):  # type: ignore[no-untyped-def]
+    async def lose_the_first(results, timeout_s):  # type: ignore[no-untyped-def]
         if not lost:
             lost.append(1)
             for connection in list(broker.server.connections):
                 if isinstance(connection, KafkaConnection):
                     connection.close("test: the answer is lost")
             await trio.sleep_forever()
-        return await answer(pending)
+        return await acked(results, timeout_s)
 
-    handler.produce_response = produce_response  # type: ignore[method-assign]
+    produce.acked = lose_the_first  # type: ignore[method-assign]
     return lost
 
 

@@ -188,7 +188,7 @@ def test_a_join_offering_no_protocol_is_refused_and_groups_go_on(
     with BrokerThread(kafka_port=0, kafka_group_initial_delay=0.05) as broker, connect(broker) as sock:
         assert join_group(sock, 1, [])["error_code"] == 23  # INCONSISTENT_GROUP_PROTOCOL
         # Whatever else goes wrong in the group timer, it logs and goes on.
-        expire = broker.broker.groups.expire
+        expire = broker.engine.coordinator.expire
         failures = iter([RuntimeError("injected")])
 
         def flaky_expire(*args: Any) -> set[str]:
@@ -196,7 +196,7 @@ def test_a_join_offering_no_protocol_is_refused_and_groups_go_on(
                 raise failure
             return expire(*args)
 
-        monkeypatch.setattr(broker.broker.groups, "expire", flaky_expire)
+        monkeypatch.setattr(broker.engine.coordinator, "expire", flaky_expire)
         answer = join_group(
             sock, 2, [{"name": "range", "metadata": b"\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff"}]
         )

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 import logbroker
-import logbroker.server.server as server_module
+from logbroker.engine import clock
 from logbroker.records import encode_batch
 from logbroker.storage.config import LogConfig
 from logbroker.storage.fault_fs import FaultFileSystem
@@ -25,7 +25,7 @@ async def test_wall_clock_jumps_move_no_ack_or_session_timeout(
     autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jump = [0]
-    monkeypatch.setattr(server_module, "wall_clock_ms", lambda: int(time.time() * 1000) + jump[0])
+    monkeypatch.setattr(clock, "wall_ms", lambda: int(time.time() * 1000) + jump[0])
     async with run_broker(group_initial_delay=0) as broker, await logbroker.connect(broker.address) as client:
         await client.create_topic("t")
         await client.produce("t", [b"unacked"])

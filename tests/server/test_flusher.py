@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from logbroker.broker.broker import Broker, BrokerOptions
+from logbroker.broker.broker import Broker, BrokerOptions, Durable
+from logbroker.engine.flusher import Flusher
 from logbroker.errors import LogReadOnlyError
 from logbroker.records.codec import encode_batch
-from logbroker.server.flusher import Flusher
 from logbroker.storage.fault_fs import FaultFileSystem
 
 
@@ -21,11 +21,10 @@ async def test_a_flush_that_cannot_start_makes_the_log_read_only_instead_of_rais
     broker = Broker.open("/data", BrokerOptions(), fs=fs, now_ms=0)
     broker.create_topic("t", now_ms=0)
     broker.produce("t", 0, encode_batch([b"x"], timestamp=0), now_ms=0)
-    flushed: list[object] = []
-    flusher = Flusher(broker, on_flushed=flushed.append)
+    flushed: list[tuple[str, int]] = []
+    flusher = Flusher(broker, on_flushed=lambda topic, partition: flushed.append((topic, partition)))
     fs.power_loss()  # every open handle is dead now
     await flusher.flush_round()
-    log = broker.log("t", 0)
-    assert log.read_only_reason is not None and flushed == [log]
+    assert broker.read_only_reason("t", 0) is not None and flushed == [("t", 0)]
     with pytest.raises(LogReadOnlyError):
-        await flusher.wait_flushed(log, 1)
+        await flusher.wait_durable(Durable("t", 0, 1))

@@ -194,12 +194,13 @@ async def _io_error_case(op: str | None, n: int, rng: random.Random, result: IoE
     )
     broker = Broker.open(DATA_DIR, settings.broker, fs=fs, now_ms=int(time.time() * 1000))
     broker.create_topic("t", 2, {"segment.bytes": "4096"}, now_ms=int(time.time() * 1000))
+    broker_server = Server(broker, settings.server_config())  # its groups' __offsets log exists now
     if op is not None:
         fs.fail(op, after=n, error=errno.ENOSPC if op == "write" else errno.EIO)
         result.cases += 1
     history = History()
     async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(broker, settings.server_config()).run)
+        server: Server = await nursery.start(broker_server.run)
         async with logbroker.Client(server.address) as client:
             for _ in range(30):
                 attempt = history.next_attempt("p", rng.randrange(2), rng.randint(1, 3))

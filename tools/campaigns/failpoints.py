@@ -19,6 +19,7 @@ import attrs
 
 from logbroker import failpoints
 from logbroker.broker.broker import Broker, BrokerOptions
+from logbroker.groups.coordinator import GroupCoordinator
 from logbroker.records.codec import encode_batch, iter_records
 from logbroker.storage.fault_fs import FaultFileSystem
 from tools.campaigns.history import Outcome
@@ -46,42 +47,51 @@ class FailpointsResult(Outcome):
         return f"{self.cases} cases over {len(failpoints.POINTS)} failpoints, {self.crashed} stopped at their point; {verdict}"
 
 
-def _operation(point: str) -> tuple[Callable[[Broker], object], Callable[[set[str]], set[str]]]:
+def _open(fs: FaultFileSystem) -> tuple[Broker, GroupCoordinator]:
+    broker = Broker.open(DATA, BrokerOptions(), fs=fs, now_ms=NOW)
+    return broker, GroupCoordinator(broker, now_ms=NOW)
+
+
+def _operation(
+    point: str,
+) -> tuple[Callable[[Broker, GroupCoordinator], object], Callable[[set[str]], set[str]]]:
     """What passes `point`, and the topics it leaves."""
     same: Callable[[set[str]], set[str]] = lambda topics: topics  # noqa: E731
     if point == "append.after_write":
-        return lambda b: b.produce(
+        return lambda b, _: b.produce(
             "t", 0, encode_batch([b"new-1", b"new-2"], timestamp=NOW), now_ms=NOW
         ), same
     if point.startswith("roll."):
-        return lambda b: b.log("t", 0).roll(NOW), same
+        return lambda b, _: b.log("t", 0).roll(NOW), same
     if point == "retention.after_log_start":
-        return lambda b: b.apply_retention(NOW), same
+        return lambda b, _: b.apply_retention(NOW), same
     if point == "compaction.after_rewrite":
-        return lambda b: b.groups.store.compact(NOW), same
+        return lambda _, groups: groups.store.compact(NOW), same
     if point in ("metadata.before_rename", "topic.create.after_partitions"):
-        return lambda b: b.create_topic("u", 2, now_ms=NOW), lambda topics: topics | {"u"}
+        return lambda b, _: b.create_topic("u", 2, now_ms=NOW), lambda topics: topics | {"u"}
     if point == "topic.delete.after_catalogue":
-        return lambda b: b.delete_topic("t"), lambda topics: topics - {"t"}
+        return lambda b, _: b.delete_topic("t"), lambda topics: topics - {"t"}
     raise ValueError(point)
 
 
-def _setup(fs: FaultFileSystem, rng: random.Random) -> Broker:
+def _setup(fs: FaultFileSystem, rng: random.Random) -> tuple[Broker, GroupCoordinator]:
     """A topic `t` of several segments (retention by bytes keeps the last few), a group with
     committed offsets, everything fsynced."""
-    broker = Broker.open(DATA, BrokerOptions(), fs=fs, now_ms=NOW)
+    broker, groups = _open(fs)
     broker.create_topic("t", 1, {"segment.bytes": "1024", "retention.bytes": "1024"}, now_ms=NOW)
     for n in range(rng.randint(40, 60)):
         broker.produce("t", 0, encode_batch([b"record-%d" % n] * 3, timestamp=NOW), now_ms=NOW)
     for group in ("g1", "g2"):
-        broker.groups.commit_classic(group, -1, "", {("t", 0): (rng.randint(0, 30), None)}, now=0, now_ms=NOW)
+        groups.classic.commit_offsets(
+            group, -1, "", {("t", 0): (rng.randint(0, 30), None)}, now=0, now_ms=NOW
+        )
     for topic in broker.list_topics(include_internal=True):
         for p in range(topic.partitions):
             broker.log(topic.name, p).flush()
-    return broker
+    return broker, groups
 
 
-def _state(broker: Broker) -> State:
+def _state(broker: Broker, groups: GroupCoordinator) -> State:
     topics = {}
     for topic in broker.list_topics():
         partitions = []
@@ -92,7 +102,7 @@ def _state(broker: Broker) -> State:
                 (log.log_start_offset, [(r.offset, r.value or b"") for r in iter_records(data)])
             )
         topics[topic.name] = partitions
-    committed = {(row.group, row.partition): row.committed for row in broker.groups.offset_rows(None, "t")}
+    committed = {(row.group, row.partition): row.committed for row in groups.admin.offset_rows(None, "t")}
     return State(topics, committed)
 
 
@@ -135,13 +145,13 @@ def run_failpoints(
         for point in failpoints.POINTS:
             rng = random.Random(f"{seed}-{round_number}-{point}")
             fs = FaultFileSystem(seed=rng.randrange(1 << 30))
-            broker = _setup(fs, rng)
-            before = _state(broker)
+            broker, groups = _setup(fs, rng)
+            before = _state(broker, groups)
             operation, topics_after = _operation(point)
             result.cases += 1
             failpoints.arm(point)
             try:
-                operation(broker)
+                operation(broker, groups)
             except failpoints.FailpointCrash:
                 result.crashed += 1
             else:
@@ -149,9 +159,9 @@ def run_failpoints(
             finally:
                 failpoints.disarm()
             fs.power_loss(tear=rng.random() < 0.5)
-            reopened = Broker.open(DATA, BrokerOptions(), fs=fs, now_ms=NOW)
+            reopened, regrouped = _open(fs)
             try:
-                after = _state(reopened)
+                after = _state(reopened, regrouped)
                 result.violations += _compare(point, before, after, topics_after(set(before.topics)))
                 if stray := _tmp_files(fs):
                     result.violations.append(f"{point}: stray files {stray}")

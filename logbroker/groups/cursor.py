@@ -1,6 +1,4 @@
-"""Consumer groups as plain state: settings, members, the assignment, and per-partition delivery.
-
-Per (group, partition) the broker keeps:
+"""Per (group, partition) delivery state of a native group: the cursor and what is in flight.
 
     log start          committed                     cursor                 log end
         |--- done ---------|=== in flight (delivered, ===|--- not yet delivered ---|
@@ -21,15 +19,10 @@ Nothing here does I/O or reads a clock: times are monotonic milliseconds passed 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 
 import attrs
 
-from logbroker.broker.options import GroupSettings
-
-__all__ = ["DeliveryCounts", "Group", "GroupSettings", "Member", "PartitionCursor", "assign"]
-
-TopicPartition = tuple[str, int]
+__all__ = ["DeliveryCounts", "PartitionCursor"]
 
 
 class DeliveryCounts:
@@ -190,107 +183,3 @@ class PartitionCursor:
             self.delivered_end = min(self.delivered_end, offset)
         self.rewind(offset)
         self.paused_until = max(self.paused_until, resume_at)
-
-
-@attrs.define
-class Member:
-    member_id: str
-    client_id: str
-    topics: tuple[str, ...]
-    last_seen: int
-    #: A poll of this member is waiting in the broker (it is alive, whatever the clock says).
-    polling: int = 0
-    #: Counts the member's polls: only the latest may deliver (a newer poll ends older ones).
-    latest_poll: int = 0
-
-
-@attrs.define
-class Group:
-    name: str
-    settings: GroupSettings
-    generation: int = 0
-    members: dict[str, Member] = attrs.Factory(dict)
-    partitions: dict[TopicPartition, PartitionCursor] = attrs.Factory(dict)
-    #: No assignment before this time: members that start together share the first generation.
-    assign_after: int = 0
-    #: Where partitions without a committed offset start ("earliest", "latest" or a timestamp).
-    start: str | int = "earliest"
-    #: The broker's `topics_version` at the last assignment (a topic created or deleted since
-    #: may change what the group subscribes to).
-    topics_version: int = -1
-
-    def assignment(self, member_id: str) -> list[TopicPartition]:
-        return sorted(tp for tp, state in self.partitions.items() if state.owner == member_id)
-
-    def subscribed_topics(self) -> set[str]:
-        return {topic for member in self.members.values() for topic in member.topics}
-
-
-def assign(
-    members: dict[str, Member],
-    partitions: Iterable[TopicPartition],
-    current: dict[TopicPartition, str | None],
-) -> dict[TopicPartition, str | None]:
-    """A sticky, balanced assignment: partitions keep their owner where it still subscribes to
-    them and the balance allows; the rest go to the least-loaded subscriber.
-
-    Each member ends with at most one partition more than any other member that could take it.
-    """
-    result: dict[TopicPartition, str | None] = {}
-    load: dict[str, int] = dict.fromkeys(members, 0)
-    wanted = sorted(partitions)
-    subscribers: dict[str, list[str]] = {}
-    for member_id, member in sorted(members.items()):
-        for topic in member.topics:
-            subscribers.setdefault(topic, []).append(member_id)
-    by_topic: dict[str, int] = {}
-    for topic, _ in wanted:
-        by_topic[topic] = by_topic.get(topic, 0) + 1
-    # The most any member should hold: partitions over members, rounded up, across its topics.
-    quota = {
-        member_id: -(
-            -sum(by_topic.get(t, 0) for t in member.topics) // max(1, _sharers(members, member.topics))
-        )
-        for member_id, member in members.items()
-    }
-    # First pass: keep current owners (sticky) up to their quota.
-    for tp in wanted:
-        owner = current.get(tp)
-        if owner in members and tp[0] in members[owner].topics and load[owner] < quota[owner]:
-            result[tp] = owner
-            load[owner] += 1
-    # Second pass: give the rest to the least-loaded subscriber.
-    for tp in wanted:
-        if tp in result:
-            continue
-        candidates = subscribers.get(tp[0], [])
-        if not candidates:
-            result[tp] = None
-            continue
-        owner = min(candidates, key=lambda m: (load[m], m))
-        result[tp] = owner
-        load[owner] += 1
-    # Third pass: the quotas round up, so kept partitions can leave a member two or more behind
-    # (4 partitions kept 2 and 2, a third member with none): move partitions from the most
-    # loaded to the least loaded subscriber until no move narrows the gap. Each move lowers the
-    # sum of squared loads, so this ends.
-    moved = True
-    while moved:
-        moved = False
-        for tp in reversed(wanted):
-            owner = result[tp]
-            if owner is None:
-                continue
-            target = min(subscribers[tp[0]], key=lambda m: (load[m], m))
-            if load[owner] - load[target] > 1:
-                result[tp] = target
-                load[owner] -= 1
-                load[target] += 1
-                moved = True
-    return result
-
-
-def _sharers(members: dict[str, Member], topics: tuple[str, ...]) -> int:
-    """How many members subscribe to any of `topics`."""
-    wanted = set(topics)
-    return sum(1 for member in members.values() if wanted.intersection(member.topics))

@@ -21,20 +21,23 @@ past the old segments, which are deleted. A crash at any point replays to the sa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from logbroker import failpoints
+from logbroker.broker.broker import Broker, Durable
 from logbroker.records import encode_batch, iter_records
-from logbroker.storage.log import PartitionLog
 
-__all__ = ["OFFSETS_TOPIC", "OffsetsStore"]
+__all__ = ["OFFSETS_TOPIC", "Changes", "Key", "OffsetsStore"]
 
 OFFSETS_TOPIC = "__offsets"
+OFFSETS_TOPIC_CONFIG = {"retention.ms": "-1", "segment.bytes": str(16 << 20)}
 _BATCH = 500
 _READ = 1 << 20
 
 Key = tuple[str, ...]
+#: Changes to write: (key, value), a None value deleting the key.
+Changes = list[tuple[Key, dict[str, Any] | None]]
 
 
 def _encode_key(key: Key) -> bytes:
@@ -60,8 +63,11 @@ def _decode_key(raw: bytes) -> Key | None:
 class OffsetsStore:
     """The live key -> value map of `__offsets`, mirrored in memory."""
 
-    def __init__(self, log: PartitionLog, *, now_ms: int) -> None:
-        self.log = log
+    def __init__(self, broker: Broker, *, now_ms: int) -> None:
+        if not broker.has_topic(OFFSETS_TOPIC):
+            broker.create_topic(OFFSETS_TOPIC, 1, OFFSETS_TOPIC_CONFIG, now_ms=now_ms, internal_ok=True)
+        self._broker = broker
+        self.log = broker.log(OFFSETS_TOPIC, 0)
         self.live: dict[Key, dict[str, Any]] = {}
         self._since_compaction = 0
         self._replay()
@@ -105,11 +111,11 @@ class OffsetsStore:
             if key[0] == "group":
                 yield key[1], value
 
-    def write(self, changes: Iterable[tuple[Key, dict[str, Any] | None]], now_ms: int) -> int:
-        """Append the changes (None deletes) as one batch; returns the log end after them."""
-        changes = list(changes)
+    def write(self, changes: Changes, now_ms: int) -> Durable | None:
+        """Append the changes as one batch; returns what must be durable before they count
+        (None: there were none)."""
         if not changes:
-            return self.log.next_offset
+            return None
         self._append(changes, now_ms)
         for key, value in changes:
             if value is None:
@@ -117,7 +123,8 @@ class OffsetsStore:
             else:
                 self.live[key] = value
         self._since_compaction += len(changes)
-        return self.log.next_offset
+        self._broker.note_appended(OFFSETS_TOPIC, 0)
+        return Durable(OFFSETS_TOPIC, 0, self.log.next_offset)
 
     @staticmethod
     def offset_key(group: str, topic: str, partition: int) -> Key:

@@ -1,7 +1,7 @@
 """Group commit: one fsync covers every append that arrived while the previous one ran.
 
-Under `fsync=always` a produce appends, pokes the flusher and waits for `wait_flushed`. The
-flusher takes every log appended to since its last round, prepares one flush job each, runs the
+Under `fsync=always` an append pokes the flusher and its ack waits in `wait_durable`. The flusher
+takes every partition appended to since its last round, prepares one flush job each, runs the
 fsyncs in a worker thread (the event loop keeps serving meanwhile, and appends made meanwhile wait
 for the next round), then records the outcome and wakes the waiters. Under `interval:<ms>` the
 same round runs on a timer and nobody waits for it; under `never` it runs only at shutdown.
@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import trio
 
-from logbroker.broker.broker import Broker
+from logbroker.broadcast import Broadcast
+from logbroker.broker.broker import Broker, Durable, TopicPartition
 from logbroker.errors import LogReadOnlyError
 from logbroker.storage.log import FlushJob, PartitionLog
 
@@ -39,12 +40,14 @@ def _run_jobs(jobs: list[FlushJob]) -> list[OSError | None]:
 
 
 class Flusher:
-    def __init__(self, broker: Broker, on_flushed: Callable[[PartitionLog], None]) -> None:
+    def __init__(self, broker: Broker, on_flushed: Callable[[str, int], None]) -> None:
         self._broker = broker
         self._policy = broker.options.fsync
+        #: An ack waits for the fsync (file storage under `always`); otherwise it is given at once.
+        self.acks_wait = broker.durable and self._policy.mode == "always"
         self._on_flushed = on_flushed
-        self._wakeup = trio.Event()
-        self._round_done = trio.Event()
+        self._wakeup = trio.Event()  # a latch: set by `poke`, taken by the next round
+        self._round_done = Broadcast()
         #: Rounds that fsynced something, and fsyncs issued (a round fsyncs each dirty log once).
         self.rounds = 0
         self.fsyncs = 0
@@ -66,36 +69,39 @@ class Flusher:
             await self.flush_round()
 
     async def flush_round(self) -> None:
-        """fsync every log appended to since the last round, in a worker thread."""
-        jobs: list[tuple[PartitionLog, FlushJob]] = []
-        for log in self._broker.take_dirty():
+        """fsync every partition appended to since the last round, in a worker thread."""
+        jobs: list[tuple[TopicPartition, PartitionLog, FlushJob]] = []
+        for tp, log in self._broker.take_dirty():
             try:
                 job = log.prepare_flush()
             except LogReadOnlyError as exc:  # the log is read-only now; its waiters are told
                 logger.error("%s", exc.message)
-                self._on_flushed(log)
+                self._on_flushed(*tp)
                 continue
             if job is not None:
-                jobs.append((log, job))
+                jobs.append((tp, log, job))
         if jobs:
-            errors = await trio.to_thread.run_sync(_run_jobs, [job for _, job in jobs])
+            errors = await trio.to_thread.run_sync(_run_jobs, [job for _, _, job in jobs])
             self.rounds += 1
             self.fsyncs += len(jobs)
-            for (log, job), error in zip(jobs, errors, strict=True):
+            for (tp, log, job), error in zip(jobs, errors, strict=True):
                 if error is None:
                     log.complete_flush(job)
                 else:
                     log.fail_flush(job, error)
                     logger.error("fsync failed; the partition takes no more writes until restart: %s", error)
-                self._on_flushed(log)
-        done, self._round_done = self._round_done, trio.Event()
-        done.set()
+                self._on_flushed(*tp)
+        self._round_done.fire()
 
-    async def wait_flushed(self, log: PartitionLog, offset: int) -> None:
-        """Return once everything below `offset` in `log` is durable."""
-        while log.flushed_offset < offset:
-            if log.read_only_reason is not None:
-                raise LogReadOnlyError(f"the records were not made durable: {log.read_only_reason}")
-            round_done = self._round_done
+    async def wait_durable(self, pending: Durable | None) -> None:
+        """Return once an append is as durable as the fsync policy says it must be before it is
+        acked: fsynced under `always` (file storage), at once otherwise."""
+        if pending is None or not self.acks_wait:
+            return
+        topic, partition, offset = pending.topic, pending.partition, pending.next_offset
+        while self._broker.flushed_offset(topic, partition) < offset:
+            reason = self._broker.read_only_reason(topic, partition)
+            if reason is not None:
+                raise LogReadOnlyError(f"the records were not made durable: {reason}")
             self.poke()
-            await round_done.wait()
+            await self._round_done.wait()

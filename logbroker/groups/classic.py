@@ -32,18 +32,31 @@ are left on the member (`join_response`) or the group (`state`, assignments).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
-from logbroker.broker.offsets_store import Key, OffsetsStore
+from logbroker.broker.broker import Broker, Durable, TopicPartition
 from logbroker.errors import (
     IllegalGenerationError,
     InconsistentGroupProtocolError,
+    InvalidGroupIdError,
+    LogbrokerError,
+    OffsetMetadataTooLargeError,
     RebalanceInProgressError,
     UnknownMemberIdError,
+    UnknownTopicOrPartitionError,
 )
+from logbroker.groups.offsets_store import Changes, OffsetsStore
+from logbroker.kafka.apis import (
+    CONSUMER_ASSIGNMENT,
+    CONSUMER_ASSIGNMENT_VERSION,
+    CONSUMER_SUBSCRIPTION,
+    CONSUMER_SUBSCRIPTION_VERSION,
+)
+from logbroker.kafka.schema import Struct
+from logbroker.kafka.types import KafkaDecodeError, Reader
 
 __all__ = [
     "ClassicGroup",
@@ -58,8 +71,6 @@ EMPTY = "Empty"
 PREPARING = "PreparingRebalance"
 COMPLETING = "CompletingRebalance"
 STABLE = "Stable"
-
-TopicPartition = tuple[str, int]
 
 #: Kafka's offset.metadata.max.bytes.
 MAX_METADATA_BYTES = 4096
@@ -118,12 +129,29 @@ class ClassicGroup:
         return all(m.joining for m in self.members.values())
 
 
+#: The `type` of a classic group's settings record in `__offsets` (native groups have none).
+CLASSIC = "classic"
+
+
 class ClassicGroups:
     """Every classic group: membership, rebalances, and committed offsets."""
 
-    def __init__(self, store: OffsetsStore, *, initial_delay_ms: int = 3000) -> None:
-        self.store = store
-        self.initial_delay_ms = initial_delay_ms
+    def __init__(
+        self,
+        broker: Broker,
+        store: OffsetsStore,
+        *,
+        claim: Callable[[str], dict[TopicPartition, tuple[int, str | None]]] = lambda _: {},
+        known: Callable[[str], bool] = lambda _: False,
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        #: Makes a name free for a classic group: a native group of that name without members
+        #: becomes classic (its committed offsets are returned); one with members refuses.
+        self._claim = claim
+        #: Whether a native group has the name.
+        self._known = known
+        self.initial_delay_ms = broker.options.classic_initial_delay_ms
         self.groups: dict[str, ClassicGroup] = {}
 
     # -- loading -------------------------------------------------------------------------------
@@ -133,6 +161,25 @@ class ClassicGroups:
     ) -> ClassicGroup:
         """A group without members (found in `__offsets` at start, or taken over)."""
         group = self.groups[name] = ClassicGroup(name, offsets=dict(offsets or {}))
+        return group
+
+    def group(self, name: str, *, now_ms: int) -> ClassicGroup:
+        """The classic group `name`, created on demand (taking over a native group of that name
+        that has no members, with its committed offsets)."""
+        if not name:
+            raise InvalidGroupIdError("a group id must not be empty")
+        group = self.groups.get(name)
+        if group is None:
+            group = self.load(name, self._claim(name))
+            self._store.write([(OffsetsStore.group_key(name), {"type": CLASSIC})], now_ms)
+        return group
+
+    def existing(self, name: str) -> ClassicGroup:
+        """The classic group `name`, which a member's request (SyncGroup, Heartbeat, LeaveGroup)
+        says exists."""
+        group = self.groups.get(name)
+        if group is None:
+            raise UnknownMemberIdError(f"group {name!r} has no Kafka members")
         return group
 
     # -- membership ----------------------------------------------------------------------------
@@ -283,11 +330,42 @@ class ClassicGroups:
             raise RebalanceInProgressError(f"group {group.name!r} is completing a rebalance: commit after it")
         self._member(group, member_id, generation, now)
 
+    def commit_offsets(
+        self,
+        name: str,
+        generation: int,
+        member_id: str,
+        offsets: dict[TopicPartition, tuple[int, str | None]],
+        *,
+        now: int,
+        now_ms: int,
+    ) -> tuple[dict[TopicPartition, int], Durable | None]:
+        """An OffsetCommit: error codes per partition (0: committed) and what to await."""
+        if generation >= 0 and name not in self.groups and not self._known(name):
+            # Kafka: a commit with a generation is from a member of a group that is gone.
+            raise IllegalGenerationError(f"group {name!r} does not exist: no generation {generation}")
+        group = self.group(name, now_ms=now_ms)
+        self.check_commit(group, member_id, generation, now=now)
+        codes: dict[TopicPartition, int] = {}
+        valid: dict[TopicPartition, tuple[int, str | None]] = {}
+        for tp, (offset, metadata) in offsets.items():
+            try:
+                if not self._broker.has_topic(tp[0]) or not 0 <= tp[1] < self._broker.partition_count(tp[0]):
+                    raise UnknownTopicOrPartitionError(f"{tp[0]} has no partition {tp[1]}")
+                if metadata is not None and len(metadata.encode()) > MAX_METADATA_BYTES:
+                    raise OffsetMetadataTooLargeError(f"commit metadata over {MAX_METADATA_BYTES} bytes")
+            except LogbrokerError as exc:
+                codes[tp] = exc.code
+                continue
+            codes[tp] = 0
+            valid[tp] = (offset, metadata)
+        return codes, self._store.write(self.commit(group, valid), now_ms)
+
     def commit(
         self, group: ClassicGroup, offsets: Mapping[TopicPartition, tuple[int, str | None]]
-    ) -> list[tuple[Key, dict[str, Any] | None]]:
+    ) -> Changes:
         """Record committed offsets; returns the `__offsets` changes to write."""
-        changes: list[tuple[Key, dict[str, Any] | None]] = []
+        changes: Changes = []
         for tp, (offset, metadata) in offsets.items():
             group.offsets[tp] = (offset, metadata)
             value: dict[str, Any] = {"offset": offset}
@@ -397,61 +475,31 @@ class ClassicGroups:
 
 
 # The consumer protocol's payloads are opaque to the broker; it reads them only to show who owns
-# what (`groups describe`, `offsets`). Both start with an int16 version, and are not flexible:
-#   subscription  topics [string], user_data bytes, ...
-#   assignment    assigned_partitions [topic string, partitions [int32]], user_data bytes
+# what (`groups describe`, `offsets`), with the schemas of `logbroker.kafka.apis`. Both start
+# with an int16 version; a version newer than the schemas know reads as the newest known (the
+# protocol only ever appends fields).
+
+
+def _decode(struct: Struct, newest: int, data: bytes) -> dict[str, Any] | None:
+    try:
+        reader = Reader(data)
+        version = reader.int16()
+        if version < 0:
+            return None
+        return struct.decode(reader, min(version, newest), False)
+    except KafkaDecodeError:
+        return None
 
 
 def assigned_partitions(assignment: bytes) -> list[TopicPartition]:
     """The partitions a ConsumerProtocolAssignment names ([] if it does not parse)."""
-    try:
-        reader = _Reader(assignment)
-        reader.int16()
-        result: list[TopicPartition] = []
-        for _ in range(reader.count()):
-            topic = reader.string()
-            result.extend((topic, reader.int32()) for _ in range(reader.count()))
-        return result
-    except ValueError:
+    decoded = _decode(CONSUMER_ASSIGNMENT, CONSUMER_ASSIGNMENT_VERSION, assignment)
+    if decoded is None:
         return []
+    return [(t["topic"], p) for t in decoded["assigned_partitions"] for p in t["partitions"]]
 
 
 def subscribed_topics(metadata: bytes) -> list[str]:
     """The topics a ConsumerProtocolSubscription names ([] if it does not parse)."""
-    try:
-        reader = _Reader(metadata)
-        reader.int16()
-        return [reader.string() for _ in range(reader.count())]
-    except ValueError:
-        return []
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError("short")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def int16(self) -> int:
-        return int.from_bytes(self._take(2), "big", signed=True)
-
-    def int32(self) -> int:
-        return int.from_bytes(self._take(4), "big", signed=True)
-
-    def count(self) -> int:
-        n = self.int32()
-        if n > len(self.data) - self.pos:
-            raise ValueError("count")
-        return max(n, 0)
-
-    def string(self) -> str:
-        try:
-            return self._take(self.int16()).decode()
-        except UnicodeDecodeError:
-            raise ValueError("utf-8") from None
+    decoded = _decode(CONSUMER_SUBSCRIPTION, CONSUMER_SUBSCRIPTION_VERSION, metadata)
+    return [] if decoded is None else list(decoded["topics"])
