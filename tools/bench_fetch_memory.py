@@ -31,7 +31,6 @@ import trio
 import logbroker
 from logbroker.kafka.apis import FETCH
 from logbroker.kafka.types import Writer
-from logbroker.records import encode_batch
 from logbroker.testing import BrokerThread
 
 _SIZE = struct.Struct(">i")
