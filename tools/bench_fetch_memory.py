@@ -87,7 +87,7 @@ def receive_into(sock: socket.socket, buffer: bytearray) -> int:
     got = 0
     while got < 4:
         got += sock.recv_into(view[got:], 4 - got)
-    (size,) = _SIZE.unpack_from(buffer)
+    size: int = _SIZE.unpack_from(buffer)[0]
     end = 4 + size
     if end > len(buffer):
         raise SystemExit(f"an answer of {size} bytes does not fit the {len(buffer)}-byte buffer")
