@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
+from logbroker.broadcast import Broadcast
 from logbroker.errors import LogbrokerError
 from logbroker.records import Compression, encode_batch
 from logbroker.records.codec import Header
@@ -147,7 +148,7 @@ class Producer:
         self._unkeyed: dict[str, _Batch] = {}  # the open batch unkeyed records of a topic go to
         self._buffered = 0
         self._wakeup = trio.Event()
-        self._progress = trio.Event()
+        self._progress = Broadcast()
         self._nursery: trio.Nursery | None = None
 
     @asynccontextmanager
@@ -278,17 +279,13 @@ class Producer:
         return tuple.__new__(Delivery, (batch, index))
 
     async def _make_room(self) -> None:
-        while self._buffered > self.max_buffered_bytes:
-            progress = self._progress
-            await progress.wait()
+        await self._progress.wait_until(lambda: self._buffered <= self.max_buffered_bytes)
 
     async def flush(self) -> None:
         """Send everything queued now and wait until every delivery is resolved."""
         for slot in list(self._open):
             self._close(slot)
-        while self._open or self._ready or self._in_flight:
-            progress = self._progress
-            await progress.wait()
+        await self._progress.wait_until(lambda: not (self._open or self._ready or self._in_flight))
 
     async def _partition_count(self, topic: str) -> int:
         description = await self.client.describe_topic(topic, allow_auto_create=True)
@@ -392,5 +389,4 @@ class Producer:
             if not self._in_flight[slot]:
                 del self._in_flight[slot]
             self._wakeup.set()
-            progress, self._progress = self._progress, trio.Event()
-            progress.set()
+            self._progress.fire()
