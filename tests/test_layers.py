@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "sync": BASE | {"client", "protocol", "records"},
     "testing": BASE | {"broker", "engine", "server"},
     "pytest_plugin": {"testing"},
-    "cli": BASE | {"client", "protocol", "records", "storage", "security", "server", "broker", "tls"},
+    "cli": BASE | {"client", "protocol", "records", "storage", "security", "server", "tls"},
     "__init__": {"client"},
 }
 

@@ -16,10 +16,10 @@ Record layout (inside the records region of a batch, after decompression):
 Mostly client-side work: the broker's produce and fetch paths move whole batches and never
 decode records. The broker decodes records only off those paths (a record it copies to a
 dead-letter topic, the timestamp a Kafka ListOffsets by time answers with, the `__offsets` log it
-replays at start). So this is written for per-record speed: small varints come from a table, each
-batch is joined once, and decoding takes the one-byte varint path inline. Decoding treats its input as untrusted: every length is checked against the
-bytes that remain before anything is sliced, and only `CorruptRecordError` escapes (a compressed
-body included: see `compression`).
+replays at start). So this is written for per-record speed: small varints come from a table,
+each batch is joined once, and decoding takes the one-byte varint path inline. Decoding treats
+its input as untrusted: every length is checked against the bytes that remain before anything is
+sliced, and only `CorruptRecordError` escapes (a compressed body included: see `compression`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The trio server: a thin adapter between sockets and the broker core."""
+"""The trio server: the listeners and connections, and the two front doors (`native`, `kafka`)
+that turn each protocol's requests into calls of the engine (`logbroker.engine`)."""
 
-from logbroker.server.config import ServerConfig
+from logbroker.server.config import ServerConfig, Settings
 from logbroker.server.server import Server, serve
 
-__all__ = ["Server", "ServerConfig", "serve"]
+__all__ = ["Server", "ServerConfig", "Settings", "serve"]

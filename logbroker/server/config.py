@@ -31,6 +31,9 @@ __all__ = ["ServerConfig", "Settings"]
 
 @attrs.frozen
 class ServerConfig:
+    """The server's own settings: listeners, connection limits, TLS, logins, ACLs, quotas,
+    housekeeping. (The broker's settings are its `BrokerOptions`; see `Settings`.)"""
+
     host: str = "127.0.0.1"
     port: int = 9400
     #: Largest request frame accepted (a produce of one or more batches); larger ones close the

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logbroker.errors import FrameTooLargeError, ProtocolError
-from logbroker.kafka.apis import API_VERSIONS, APIS, METADATA, Api
+from logbroker.kafka.apis import API_VERSIONS, APIS, FETCH, METADATA, Api
 from logbroker.kafka.protocol import CLOSED, NEED_DATA, KafkaProtocol, KafkaRequest, UnsupportedRequest
 from logbroker.kafka.schema import BOOL, BYTES, INT8, INT16, INT32, INT64, RECORDS, STRING, Array, F, Struct
 from logbroker.kafka.types import KafkaDecodeError, Reader, Writer
@@ -158,6 +158,29 @@ def test_golden_api_versions_v3_request_and_v0_header_response() -> None:
     # Response header v0 (no tags, even though v3 is flexible); compact array of one entry with
     # its own empty tags; throttle time; the body's empty tags.
     assert answer == bytes.fromhex("0000001300000007000002000300000004000000000000")
+
+
+def test_a_fetch_answer_carries_its_record_batches_uncopied() -> None:
+    """The records of each partition go to the socket as the buffers they were read into: the
+    answer is a list of buffers, the batches among them as they are, and the frame they make is
+    the one a whole-bytes encoding gives."""
+    batches = [bytes([n]) * 100_000 for n in range(3)]
+    request = KafkaRequest(FETCH, 11, 9, "c", {})
+    body = {
+        "throttle_time_ms": 0,
+        "error_code": 0,
+        "session_id": 0,
+        "responses": [
+            {"topic": "t", "partitions": [{"partition_index": p, "records": batches[p]} for p in range(3)]}
+        ],
+    }
+    parts = KafkaProtocol(1 << 20).respond(request, body)
+    assert all(any(part is batch for part in parts) for batch in batches)
+    frame = b"".join(parts)
+    writer = Writer()
+    writer.int32(9)
+    FETCH.response.encode(writer, body, 11, False)
+    assert frame == struct.pack(">i", len(writer)) + writer.getvalue()
 
 
 def test_golden_metadata_v4_request() -> None:
