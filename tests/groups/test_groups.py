@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 import logbroker
 from logbroker.errors import IllegalGenerationError, NonEmptyGroupError, UnknownMemberIdError
@@ -290,7 +291,7 @@ async def test_a_cancelled_member_leaves_at_once(autojump_clock: Clock) -> None:
                         pass
 
             nursery.start_soon(member)
-            await trio.sleep(1)
+            await trio.testing.wait_all_tasks_blocked()  # the member has joined and polls
             assert len((await client.describe_group("g")).members) == 1
             nursery.cancel_scope.cancel()
         assert (await client.describe_group("g")).members == []
