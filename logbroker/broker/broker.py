@@ -367,7 +367,7 @@ class Broker:
         """Create topic `name` on first use, as Kafka's `auto.create.topics.enable` does: with
         the default partition count and settings, if it does not exist and the broker's options
         allow it. Internal names are never created; a name that is not valid raises. Callers say
-        where a request may create its topics (a produce may, a fetch may not); nothing else
+        where a request may create its topics (the front doors, per request); nothing else
         creates one."""
         if name in self._topics or not self.options.auto_create_topics or is_internal(name):
             return

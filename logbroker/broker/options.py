@@ -90,7 +90,8 @@ class BrokerOptions:
 
     #: When appends are fsynced, and so when a produce is acked and what consumers may see.
     fsync: FsyncPolicy = attrs.Factory(FsyncPolicy)
-    #: Producers may create a topic by naming it (with `default_partitions` and `topic_defaults`).
+    #: Requests may create a missing topic by naming it, with `default_partitions` and
+    #: `topic_defaults` (which requests: the front doors' tables of them; Kafka's Metadata).
     auto_create_topics: bool = False
     #: Partitions of a topic created without a count.
     default_partitions: int = 1

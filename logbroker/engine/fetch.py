@@ -1,7 +1,7 @@
 """Fetch for both front doors: whole stored batches of several partitions, with a long poll.
 
 A fetch reads every partition it names, up to a byte limit, and returns at once if it has at
-least `min_bytes` (or is full, or a partition failed); otherwise it waits - until new records
+least `min_bytes` (or, for Kafka's clients, is full; or a partition failed); otherwise it waits - until new records
 become visible in one of its partitions, the wait is over, or the engine shuts down - and reads
 again. What consumers may see is the broker's high watermark: under `fsync=always` only what is
 fsynced.
@@ -65,19 +65,21 @@ class Fetch:
         min_bytes: int,
         max_wait_ms: int,
         first_batch_whole: bool = False,
+        full_is_enough: bool = True,
         accepts_zstd: bool = True,
     ) -> list[Fetched]:
         """Read every partition of `wants`, in order; wait (long poll) until `min_bytes` are
-        there, the answer is full, a partition fails, or `max_wait_ms` passes. `accepts_zstd`
-        False: the reader cannot decode zstd batches (Kafka's Fetch before v10), so a partition
-        that has them is answered with UNSUPPORTED_COMPRESSION."""
+        there, a partition fails, or `max_wait_ms` passes; with `full_is_enough` (Kafka's rule)
+        also once the answer is full, below `min_bytes`. `accepts_zstd` False: the reader cannot
+        decode zstd batches (Kafka's Fetch before v10), so a partition that has them is answered
+        with UNSUPPORTED_COMPRESSION."""
         limit = max(max_bytes, 0)
         deadline = trio.current_time() + min(max(max_wait_ms, 0), MAX_WAIT_MS) / 1000
         while True:
             parts, readable, total, failed = self._read(wants, limit, first_batch_whole, accepts_zstd)
             if (
                 total >= min_bytes
-                or (min_bytes > 0 and total > 0 and total >= limit)
+                or (full_is_enough and min_bytes > 0 and total > 0 and total >= limit)
                 or failed
                 or not readable
                 or self._core.closing

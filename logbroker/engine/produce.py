@@ -17,7 +17,7 @@ import trio
 from logbroker.broker.broker import ProduceResult
 from logbroker.engine import clock
 from logbroker.engine.core import EngineCore
-from logbroker.errors import InvalidRequiredAcksError, LogbrokerError, RequestTimedOutError
+from logbroker.errors import LogbrokerError, RequestTimedOutError
 from logbroker.records.batch import BatchHeader
 from logbroker.storage.fs import Buffer
 
@@ -27,11 +27,6 @@ __all__ = ["Produce"]
 class Produce:
     def __init__(self, core: EngineCore) -> None:
         self._core = core
-
-    @staticmethod
-    def check_acks(acks: int) -> None:
-        if acks not in (-1, 0, 1):
-            raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1, not {acks}")
 
     def append(
         self, topic: str, partition: int, data: Buffer, *, headers: list[BatchHeader] | None = None

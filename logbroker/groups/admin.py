@@ -62,6 +62,7 @@ class MemberView:
 class GroupView:
     name: str
     kind: Literal["native", "classic"]
+    #: (`members` are in the order they joined.)
     #: Kafka's names: Empty, PreparingRebalance, CompletingRebalance, Stable (a native group
     #: is Stable while it has members).
     state: str
@@ -150,11 +151,19 @@ class GroupAdmin:
     # -- changes -------------------------------------------------------------------------------
 
     def reset_offsets(
-        self, group_name: str, topic: str, to: str | int, *, timestamp: int | None = None, now_ms: int
+        self,
+        group_name: str,
+        topic: str,
+        to: str | int,
+        *,
+        timestamp: int | None = None,
+        auto_create: bool = False,
+        now_ms: int,
     ) -> tuple[list[tuple[int, int]], Durable | None]:
         """Move the group's committed offsets of `topic` to 'earliest', 'latest', an offset, or
         (with `timestamp`) the first record at or after that time; only while the group has no
-        members. Returns (partition, offset) pairs. The topic must exist."""
+        members. Returns (partition, offset) pairs. The topic must exist, or with `auto_create`
+        it is created (`Broker.auto_create_topic`) once the group is found free."""
         check_group_name(group_name)
         classic = self._classic.groups.get(group_name)
         native = self._native.get(group_name)
@@ -164,6 +173,8 @@ class GroupAdmin:
                     f"group {group_name!r} has {len(existing.members)} member(s); "
                     "offsets can only be reset while it has none"
                 )
+        if auto_create:
+            self._broker.auto_create_topic(topic, now_ms=now_ms)
         count = self._broker.partition_count(topic)
         targets = [(p, self._target(topic, p, to, timestamp)) for p in range(count)]
         if classic is not None:
@@ -244,7 +255,7 @@ def _native_view(group: Group) -> GroupView:
         generation=group.generation,
         members=[
             MemberView(m.member_id, m.client_id, "", list(m.topics), group.assignment(m.member_id))
-            for m in sorted(group.members.values(), key=lambda m: m.member_id)
+            for m in group.members.values()
         ],
         topics=sorted({t for t, _ in group.partitions} | group.subscribed_topics()),
         session_timeout_ms=group.settings.session_timeout_ms,

@@ -49,12 +49,7 @@ from logbroker.errors import (
     UnknownTopicOrPartitionError,
 )
 from logbroker.groups.offsets_store import Changes, OffsetsStore
-from logbroker.kafka.apis import (
-    CONSUMER_ASSIGNMENT,
-    CONSUMER_ASSIGNMENT_VERSION,
-    CONSUMER_SUBSCRIPTION,
-    CONSUMER_SUBSCRIPTION_VERSION,
-)
+from logbroker.kafka.apis import CONSUMER_ASSIGNMENT, CONSUMER_SUBSCRIPTION
 from logbroker.kafka.schema import Struct
 from logbroker.kafka.types import KafkaDecodeError, Reader
 
@@ -476,24 +471,26 @@ class ClassicGroups:
 
 # The consumer protocol's payloads are opaque to the broker; it reads them only to show who owns
 # what (`groups describe`, `offsets`), with the schemas of `logbroker.kafka.apis`. Both start
-# with an int16 version; a version newer than the schemas know reads as the newest known (the
-# protocol only ever appends fields).
+# with an int16 version. Only the leading field is read (the topics of a subscription, the
+# partitions of an assignment), as before: it is the same in every version, and a client that
+# leaves out or mangles what follows still shows what it owns.
+_SUBSCRIBED = Struct(*CONSUMER_SUBSCRIPTION.fields[:1])
+_ASSIGNED = Struct(*CONSUMER_ASSIGNMENT.fields[:1])
 
 
-def _decode(struct: Struct, newest: int, data: bytes) -> dict[str, Any] | None:
+def _leading(struct: Struct, data: bytes) -> dict[str, Any] | None:
     try:
         reader = Reader(data)
-        version = reader.int16()
-        if version < 0:
+        if reader.int16() < 0:
             return None
-        return struct.decode(reader, min(version, newest), False)
+        return struct.decode(reader, 0, False)
     except KafkaDecodeError:
         return None
 
 
 def assigned_partitions(assignment: bytes) -> list[TopicPartition]:
     """The partitions a ConsumerProtocolAssignment names ([] if it does not parse)."""
-    decoded = _decode(CONSUMER_ASSIGNMENT, CONSUMER_ASSIGNMENT_VERSION, assignment)
+    decoded = _leading(_ASSIGNED, assignment)
     if decoded is None:
         return []
     return [(t["topic"], p) for t in decoded["assigned_partitions"] for p in t["partitions"]]
@@ -501,5 +498,5 @@ def assigned_partitions(assignment: bytes) -> list[TopicPartition]:
 
 def subscribed_topics(metadata: bytes) -> list[str]:
     """The topics a ConsumerProtocolSubscription names ([] if it does not parse)."""
-    decoded = _decode(CONSUMER_SUBSCRIPTION, CONSUMER_SUBSCRIPTION_VERSION, metadata)
+    decoded = _leading(_SUBSCRIBED, metadata)
     return [] if decoded is None else list(decoded["topics"])

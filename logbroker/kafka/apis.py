@@ -31,9 +31,7 @@ from logbroker.kafka.schema import (
 __all__ = [
     "APIS",
     "CONSUMER_ASSIGNMENT",
-    "CONSUMER_ASSIGNMENT_VERSION",
     "CONSUMER_SUBSCRIPTION",
-    "CONSUMER_SUBSCRIPTION_VERSION",
     "Api",
     "api_named",
 ]
@@ -795,10 +793,7 @@ def api_named(name: str) -> Api:
 
 
 # The consumer protocol's payloads inside JoinGroup/SyncGroup (opaque to the broker, decoded
-# only to show assignments): non-flexible, with their own int16 version first; the newest
-# versions these schemas know.
-CONSUMER_SUBSCRIPTION_VERSION = 3
-CONSUMER_ASSIGNMENT_VERSION = 3
+# only to show assignments): non-flexible, with their own int16 version first.
 CONSUMER_SUBSCRIPTION = Struct(
     F("topics", Array(STRING)),
     F("user_data", BYTES, nullable="0+", default=None),

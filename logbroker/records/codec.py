@@ -13,8 +13,9 @@ Record layout (inside the records region of a batch, after decompression):
     headersCount    varint   >= 0
     headers         headersCount x (keyLength varint, UTF-8 key, valueLength varint (-1 = null), value)
 
-Mostly client-side work: the broker's produce and fetch paths move whole batches and never
-decode records. The broker decodes records only off those paths (a record it copies to a
+Mostly client-side work: the broker's produce and fetch paths move whole batches and decode no
+record (the Kafka listener only walks an uncompressed batch's record lengths, in
+`batch.check_records`). The broker decodes records only off those paths (a record it copies to a
 dead-letter topic, the timestamp a Kafka ListOffsets by time answers with, the `__offsets` log it
 replays at start). So this is written for per-record speed: small varints come from a table,
 each batch is joined once, and decoding takes the one-byte varint path inline. Decoding treats

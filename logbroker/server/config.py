@@ -15,6 +15,7 @@ answer read the fsync policy from the broker they serve.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -229,7 +230,7 @@ class Settings:
             else:
                 raise InvalidConfigError(f"unknown setting {key!r}")
         settings = attrs.evolve(base, broker=broker, server=attrs.evolve(base.server, **server), **own)
-        if settings.log_level not in ("debug", "info", "warning", "error"):
+        if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
             raise InvalidConfigError(
                 f"log_level is debug, info, warning or error, not {settings.log_level!r}"
             )

@@ -9,8 +9,8 @@ through a byte-counted queue to one writer task, which coalesces small ones into
 and sends large buffers (record batches) as they are, uncopied.
 
 Before any request's work, `admit` applies what its endpoint declares: the ACLs it needs, with
-`create` on the topics it may create when the broker creates topics on first use, which are then
-created. A principal over a quota is slowed down: the connection stops reading its requests for
+`create` on the topics it may create when the broker creates topics on first use. A principal
+over a quota is slowed down: the connection stops reading its requests for
 the quota's delay (Kafka mutes the channel the same way and tells the client `throttle_time_ms`).
 
 Limits, each closing the connection with a logged reason:
@@ -217,18 +217,23 @@ class BaseConnection(abc.ABC):
 
     # -- security ------------------------------------------------------------------------------
 
-    def admit(self, needs: Sequence[Need], creates: Sequence[str]) -> None:
-        """What every request passes before its work: the ACLs its endpoint says it needs, and
-        `create` on each topic it may create that does not exist yet (when the broker creates
-        topics on first use, Kafka's rule); then those topics are created. Raises the refusal."""
+    def admit(
+        self,
+        request: Any,
+        needs: Callable[[Any], Sequence[Need]],
+        creates: Callable[[Any], Sequence[str]] = lambda request: (),
+    ) -> None:
+        """What every request passes before its work, on a broker with ACLs: what its endpoint
+        says it `needs`, and `create` on each topic it may create (`creates`) that does not
+        exist yet, when the broker creates topics on first use (Kafka's rule). Raises the
+        refusal. (The topics themselves are created by the work, where its rules say.)"""
+        if not self.security.authorize or self.principal is None:
+            return  # working out the needs is not free: skipped on a broker without ACLs
+        wanted = list(needs(request))
         topics = self.engine.topics
-        if self.security.authorize and self.principal is not None:
-            wanted = list(needs)
-            if creates and topics.options.auto_create_topics:
-                wanted += [("create", "topic", t) for t in creates if not topics.exists(t)]
-            self.security.check(self.principal, wanted)
-        for topic in creates:
-            topics.auto_create(topic)
+        if topics.options.auto_create_topics:
+            wanted += [("create", "topic", t) for t in creates(request) if not topics.exists(t)]
+        self.security.check(self.principal, wanted)
 
     def may(self, operation: str, resource_type: str, name: str) -> bool:
         """Whether the ACLs let this connection's principal do it (lists show only that)."""
@@ -310,12 +315,18 @@ class BaseConnection(abc.ABC):
         except LogbrokerError as exc:
             self.fail_login(exc)
             raise
+        except Exception:  # a defect: the login is over, and so is the connection
+            self.stop_reading()
+            raise
 
         async def in_thread() -> bytes:
             try:
                 reply = await trio.to_thread.run_sync(login.step, token)
             except LogbrokerError as exc:
                 self.fail_login(exc)
+                raise
+            except Exception:
+                self.stop_reading()
                 raise
             self._after_step(login)
             return reply

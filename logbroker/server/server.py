@@ -80,22 +80,28 @@ class Server:
         await self._connections_changed.wait_until(lambda: len(self.connections) <= at_most)
 
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
-        self.host, self.port = listeners[0].socket.getsockname()[:2]
+        """Serve until a shutdown; a listener that cannot be opened (a port in use) raises, and
+        leaves nothing open and nothing attached to the broker."""
+        listeners: list[trio.SocketListener] = []
         kafka_listeners: list[trio.SocketListener] = []
-        if self.config.kafka_port >= 0:
-            kafka_listeners = await trio.open_tcp_listeners(self.config.kafka_port, host=self.config.host)
-            self.kafka_port = kafka_listeners[0].socket.getsockname()[1]
-            logger.info(
-                "Kafka listener on %s:%d (advertised as %s:%d)",
-                self.config.host,
-                self.kafka_port,
-                *self.kafka_address,
-            )
         try:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+            self.host, self.port = listeners[0].socket.getsockname()[:2]
+            if self.config.kafka_port >= 0:
+                kafka_listeners = await trio.open_tcp_listeners(self.config.kafka_port, host=self.config.host)
+                self.kafka_port = kafka_listeners[0].socket.getsockname()[1]
+                logger.info(
+                    "Kafka listener on %s:%d (advertised as %s:%d)",
+                    self.config.host,
+                    self.kafka_port,
+                    *self.kafka_address,
+                )
             await self._serve(listeners, kafka_listeners, task_status)
         finally:
             self.engine.close()
+            with trio.CancelScope(shield=True):
+                for listener in listeners + kafka_listeners:
+                    await listener.aclose()  # closed already after a shutdown: a no-op then
         logger.info("stopped")
 
     async def _serve(

@@ -3,6 +3,8 @@ its commit rules for a group that does not exist, at the wire."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from logbroker.broker.broker import Broker
@@ -13,7 +15,16 @@ from logbroker.errors import (
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
-from logbroker.groups.classic import COMPLETING, EMPTY, PREPARING, STABLE, ClassicGroup, ClassicGroups
+from logbroker.groups.classic import (
+    COMPLETING,
+    EMPTY,
+    PREPARING,
+    STABLE,
+    ClassicGroup,
+    ClassicGroups,
+    assigned_partitions,
+    subscribed_topics,
+)
 from logbroker.groups.offsets_store import OffsetsStore
 from logbroker.kafka.apis import LIST_GROUPS, OFFSET_COMMIT
 from tests.kafka.wire import Wire
@@ -192,3 +203,14 @@ def test_the_last_member_leaving_empties_the_group(groups: ClassicGroups) -> Non
     assert (group.state, group.leader, group.protocol_name) == (EMPTY, None, None)
     with pytest.raises(UnknownMemberIdError):
         groups.leave(group, leader, now=DELAY + 3)
+
+
+def test_a_member_payload_is_read_for_its_leading_field_only() -> None:
+    """Regression (review of the reshape): the broker shows who owns what from the first field of
+    the consumer protocol's payloads, whatever follows it, as clients that leave out the rest
+    (`user_data`, `owned_partitions`) still expect."""
+    topics_only = struct.pack(">hi", 1, 2) + struct.pack(">h", 1) + b"a" + struct.pack(">h", 2) + b"bb"
+    assert subscribed_topics(topics_only) == ["a", "bb"]
+    partitions_only = struct.pack(">hi", 0, 1) + struct.pack(">h", 1) + b"t" + struct.pack(">iii", 2, 0, 3)
+    assert assigned_partitions(partitions_only) == [("t", 0), ("t", 3)]
+    assert subscribed_topics(b"\x00") == [] and assigned_partitions(struct.pack(">hi", 0, 5)) == []

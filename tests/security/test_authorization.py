@@ -15,12 +15,13 @@ import trio
 
 import logbroker
 from logbroker.errors import (
+    ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     InvalidTopicError,
     TopicAuthorizationFailedError,
     UnknownMemberIdError,
 )
-from logbroker.kafka.apis import CREATE_TOPICS, DESCRIBE_CONFIGS, METADATA
+from logbroker.kafka.apis import CREATE_TOPICS, DESCRIBE_CONFIGS, INIT_PRODUCER_ID, METADATA
 from logbroker.protocol.messages import CommitOffset, FetchPartition, GroupPoll, Heartbeat, LeaveGroup, Nack
 from logbroker.security.acls import AclRule, AclStore
 from logbroker.testing import BrokerThread, RunningBroker, run_broker
@@ -498,3 +499,36 @@ def test_kafka_admin_requests_are_answered_item_by_item(kafka_secured: Any) -> N
             "0": 31,  # the broker's settings: describe on the cluster
         }
     assert broker.broker.has_topic("k.mine") and not broker.broker.has_topic("k.theirs")
+
+
+def test_kafka_metadata_creates_nothing_when_one_missing_topic_may_not_be_created(security_dir: str) -> None:
+    """Metadata with auto-creation allowed: the topics named are created only when the principal
+    may create every missing one; a topic it may not describe is answered after the others."""
+    store = AclStore(security_dir)
+    store.add(rule("describe", "topic", "m.", "prefix"))
+    store.add(rule("create", "topic", "m.ok"))
+    settings = login_settings(security_dir, authorize=True, auto_create_topics=True)
+    with BrokerThread(**settings) as broker, Wire(broker) as wire:
+        kafka_scram_login(wire, "alice")
+        asked = {
+            "topics": [{"name": n} for n in ("x.denied", "m.ok", "m.no")],
+            "allow_auto_topic_creation": True,
+        }
+        answer = wire.call(METADATA, 4, asked)
+        assert [(t["name"], t["error_code"]) for t in answer["topics"]] == [
+            ("m.ok", 3),
+            ("m.no", 3),
+            ("x.denied", TopicAuthorizationFailedError.code),
+        ]
+        assert broker.broker.list_topics() == []
+        answer = wire.call(METADATA, 4, {"topics": [{"name": "m.ok"}], "allow_auto_topic_creation": True})
+        assert [(t["name"], t["error_code"], len(t["partitions"])) for t in answer["topics"]] == [
+            ("m.ok", 0, 1)
+        ]
+
+
+def test_kafka_init_producer_id_checks_the_write_right_before_the_transactional_id(security_dir: str) -> None:
+    with BrokerThread(**login_settings(security_dir, authorize=True)) as broker, Wire(broker) as wire:
+        kafka_scram_login(wire, "alice")  # alice may write nowhere
+        answer = wire.call(INIT_PRODUCER_ID, 1, {"transactional_id": "tx", "transaction_timeout_ms": 60000})
+        assert (answer["error_code"], answer["producer_id"]) == (ClusterAuthorizationFailedError.code, -1)

@@ -12,6 +12,7 @@ import trio
 import logbroker
 from logbroker.broker.broker import Broker
 from logbroker.broker.options import BrokerOptions, FsyncPolicy
+from logbroker.errors import InvalidConfigError
 from logbroker.protocol.messages import FetchPartition
 from logbroker.server.config import ServerConfig, Settings
 from logbroker.server.server import Server
@@ -75,3 +76,26 @@ def test_the_fsync_setting_belongs_to_the_broker_options_only() -> None:
     assert settings.broker.default_partitions == 3
     assert not hasattr(settings.server, "fsync")
     assert not hasattr(settings.server, "default_partitions")
+
+
+def test_log_level_takes_every_level_logging_knows_in_any_case() -> None:
+    for level in ("debug", "INFO", "warn", "Error", "critical"):
+        assert Settings.from_mapping({"log_level": level}).log_level == level
+    with pytest.raises(InvalidConfigError, match="log_level"):
+        Settings.from_mapping({"log_level": "loud"})
+
+
+async def test_a_server_whose_port_is_taken_leaves_nothing_open_or_attached(tmp_path: Path) -> None:
+    broker = Broker.in_memory(now_ms=0)
+    async with trio.open_nursery() as nursery:
+        running: Server = await nursery.start(Server(broker, ServerConfig(port=0)).run)
+        for _ in range(3):
+            with pytest.raises(OSError, match="in use"):
+                await Server(broker, ServerConfig(port=running.port)).run()
+        assert (
+            broker.topic_listeners
+            == [running.engine._topic_changed, running.engine.coordinator._topic_changed][::-1]
+            or len(broker.topic_listeners) == 2
+        )
+        running.request_shutdown()
+    assert broker.topic_listeners == []

@@ -108,7 +108,7 @@ class KafkaConnection(BaseConnection):
         unless it wants no answer), otherwise once every earlier request is answered."""
         refused: KafkaRequest | None = None
         try:
-            self.admit(endpoint.needs(request), ())
+            self.admit(request, endpoint.needs)
             if endpoint.items is not None and self.security.authorize:
                 request, refused = self._take_refused_items(endpoint, request)
             answer = endpoint.handle(self, request)

@@ -7,6 +7,7 @@ from logbroker.broker.names import check_topic_name, is_internal
 from logbroker.errors import (
     ClusterAuthorizationFailedError,
     CoordinatorNotAvailableError,
+    InvalidRequestError,
     TopicAuthorizationFailedError,
 )
 from logbroker.kafka.protocol import KafkaRequest, served_versions
@@ -30,28 +31,35 @@ def api_versions(conn: BaseConnection, request: KafkaRequest) -> Body:
 
 def metadata(conn: BaseConnection, request: KafkaRequest) -> Body:
     """The broker, and each topic asked for (every topic when none is named) with its
-    partitions. Checked per topic: one the principal may not describe is answered with
-    TOPIC_AUTHORIZATION_FAILED (left out of an all-topics answer). The one Kafka request that
-    creates topics: when the client allows it and the principal may create the topic."""
+    partitions. Checked per topic: a topic named that the principal may not describe is answered
+    with TOPIC_AUTHORIZATION_FAILED after the others, one it may not describe is left out of an
+    all-topics answer. The one Kafka request that creates topics: when the client allows it,
+    the broker creates topics on first use, and the principal may create every missing topic it
+    names (one it may not turns auto-creation off for the whole request)."""
     body = request.body
     engine = conn.engine
     host, port = conn.advertised
     wanted = body["topics"]
+    create = bool(body["allow_auto_topic_creation"])
+    denied: list[str] = []
     if wanted is None or (request.version == 0 and not wanted):
         names = [info.name for info in engine.topics.list(include_internal=True)]
-        names = [name for name in names if conn.may("describe", "topic", name)]
-        asked = False
     else:
         names = list(dict.fromkeys(t["name"] for t in wanted))  # each topic once, as Kafka does
-        asked = True
+        denied = [name for name in names if not conn.may("describe", "topic", name)]
+        names = [name for name in names if name not in denied]
+        if create and any(
+            not engine.topics.exists(name) and not conn.may("create", "topic", name) for name in names
+        ):
+            create = False
     topics = []
     for name in names:
+        if not conn.may("describe", "topic", name):
+            continue  # every topic answered is checked, whatever the request's form
         try:
-            if asked and not conn.may("describe", "topic", name):
-                raise TopicAuthorizationFailedError(f"{conn.principal} may not describe topic {name!r}")
             if not engine.topics.exists(name):
                 check_topic_name(name)
-                if body["allow_auto_topic_creation"] and conn.may("create", "topic", name):
+                if create:
                     engine.topics.auto_create(name)
             count = engine.topics.partition_count(name)
         except Exception as exc:
@@ -74,6 +82,15 @@ def metadata(conn: BaseConnection, request: KafkaRequest) -> Body:
                 ],
             }
         )
+    topics += [
+        {
+            "error_code": TopicAuthorizationFailedError.code,
+            "name": name,
+            "is_internal": False,
+            "partitions": [],
+        }
+        for name in denied
+    ]
     return {
         "throttle_time_ms": 0,
         "brokers": [{"node_id": NODE_ID, "host": host, "port": port, "rack": None}],
@@ -121,14 +138,14 @@ def init_producer_id(conn: BaseConnection, request: KafkaRequest) -> Body:
     """A producer id for an idempotent producer (epoch 0). Transactions are not served. Since
     Kafka 2.8 an idempotent producer needs WRITE on some topic (or on the cluster)."""
     refused = {"throttle_time_ms": 0, "producer_id": -1, "producer_epoch": -1}
-    if request.body["transactional_id"] is not None:
-        return {**refused, "error_code": 42}
     if (
         conn.principal is not None
         and not conn.security.may_write_somewhere(conn.principal)
         and not conn.may("write", "cluster", CLUSTER)
     ):
         return {**refused, "error_code": ClusterAuthorizationFailedError.code}
+    if request.body["transactional_id"] is not None:
+        return {**refused, "error_code": InvalidRequestError.code}
     try:
         producer_id = conn.engine.topics.allocate_producer_id()
     except Exception as exc:

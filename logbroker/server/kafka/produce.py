@@ -116,10 +116,10 @@ def _one_batch(records: memoryview | None, version: int) -> list[BatchHeader]:
     header = parse_header(records, 0)
     if header.size != len(records):
         raise InvalidRecordError("a produce must carry exactly one record batch per partition")
-    validate_batch(records, 0, header)
     if header.compression == Compression.ZSTD and version < 7:
         raise UnsupportedCompressionError("zstd batches need Produce v7 or later")
     if header.compression == Compression.NONE:
         # Kafka's log validator walks the records; Kafka clients trust the count it checked.
         check_records(records, 0, header)
+    validate_batch(records, 0, header)  # the CRC and the rest of the format's rules
     return [header]

@@ -45,14 +45,14 @@ class NativeConnection(BaseConnection):
             self._respond(cid, error_response(request.API_KEY, error))
             self.refuse_before_login(type(request).__name__)
             return
-        if self.principal is not None and not endpoint.login:
+        if self.principal is not None:
             self.charge_request()
         try:
             if endpoint.member:
                 self.security.check_member(self.principal or "", request.group, request.member_id)  # type: ignore[attr-defined]
+            self.admit(request, endpoint.needs, endpoint.creates)
             if self.engine.closing and not endpoint.login:
                 raise BrokerUnavailableError("the broker is shutting down")
-            self.admit(endpoint.needs(request), endpoint.creates(request))
             answer = endpoint.handle(self, request, event.payload)
         except Exception as exc:
             if isinstance(exc, LogbrokerError):

@@ -3,16 +3,16 @@ which topics it may create, and how it is admitted.
 
 A handler answers at once (a response and its payload), or returns an awaitable that the
 connection runs as a task of its own: a request that waits - for an fsync (a produce, a commit,
-a join), for records (a fetch, a poll). A produce with acks=0 is never answered, not even with
-an error (`quiet`). Errors become the request's own response type carrying the error's code and
+a join), for records (a fetch, a poll). A logged-in client's produce with acks=0 is never
+answered, not even with an error (`quiet`). Errors become the request's own response type carrying the error's code and
 message (`connection.error_response`): one shape for every request of this protocol.
 
 A group member's requests may only come from the principal it joined as (`member`). A member
 needs WRITE on its dead-letter topics (`dlq.<group>.<topic>`) to join: the broker copies poison
 records there on its behalf, and must not become a way to write where the member may not
 (Kafka's KIP-1191 reasoning). Resetting a group's offsets is an operator's act: ALTER on the
-group. Lists (topics, groups, offsets) need nothing up front: they show what the principal may
-describe.
+group. The lists (ListTopics, ListGroups, and the rows of DescribeGroup and ListGroupOffsets)
+show only what the principal may describe.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class Endpoint:
     handle: Handler
     #: (operation, resource type, name) the ACLs must allow before any work is done.
     needs: Callable[[Any], list[Need]] = _nothing
-    #: Topics the request may create on first use (when the broker creates topics).
+    #: Topics the request may create on first use, when the broker creates topics: the ACLs
+    #: must then allow `create` on those missing; its handler creates them once it found the
+    #: request valid.
     creates: Callable[[Any], list[str]] = _nothing
     #: Part of the login itself (Hello and SASL): taken before a login, not counted by quotas.
     login: bool = False

@@ -49,6 +49,7 @@ async def join_group(conn: BaseConnection, request: JoinGroup, payload: bytes) -
         max_deliveries=request.max_deliveries,
         session_timeout_ms=request.session_timeout_ms,
         start=request.start,
+        auto_create=True,
     )
     if conn.principal is not None:  # later requests naming this member must come from it
         conn.security.joined(conn.principal, request.group, joined.member_id)
@@ -123,7 +124,7 @@ async def reset_offsets(conn: BaseConnection, request: ResetOffsets, payload: by
     if request.to is None and request.timestamp is None:
         raise InvalidRequestError("reset offsets needs `to` or `timestamp`")
     result = await conn.engine.groups.reset_offsets(
-        request.group, request.topic, request.to or "earliest", timestamp=request.timestamp
+        request.group, request.topic, request.to or "earliest", timestamp=request.timestamp, auto_create=True
     )
     return (
         ResetOffsetsResponse(
@@ -183,7 +184,9 @@ def _description(conn: BaseConnection, view: GroupView, rows: list[OffsetRow]) -
                 [t for t in m.topics if visible(t)],
                 [ref for ref in _refs(m.assignment) if visible(ref.topic)],
             )
-            for m in view.members
+            for m in (
+                sorted(view.members, key=lambda m: m.member_id) if view.kind == "native" else view.members
+            )
         ],
         partitions=[_offset_info(r) for r in rows if visible(r.topic)],
         protocol="kafka" if view.kind == "classic" else "native",
