@@ -6,28 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
-
 from logbroker.broker.broker import TopicPartition
 from logbroker.engine import clock
 from logbroker.engine.core import EngineCore
 from logbroker.errors import RebalanceInProgressError, UnknownMemberIdError
-from logbroker.groups.classic import PREPARING, STABLE, ClassicGroup, ClassicMember, JoinResponse
+from logbroker.groups.classic import PREPARING, STABLE, ClassicGroup, ClassicMember, JoinRequest, JoinResponse
 
-__all__ = ["ClassicGroupService", "JoinRequest"]
-
-
-@attrs.frozen
-class JoinRequest:
-    group: str
-    member_id: str
-    client_id: str
-    client_host: str
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    protocol_type: str
-    #: (name, metadata) in the member's order of preference.
-    protocols: list[tuple[str, bytes]]
+__all__ = ["ClassicGroupService"]
 
 
 class ClassicGroupService:
@@ -39,17 +24,7 @@ class ClassicGroupService:
         """A JoinGroup: answered when the rebalance it takes part in completes."""
         name = request.group
         group = self._groups.group(name, now_ms=clock.wall_ms())
-        member, answer = self._groups.join(
-            group,
-            request.member_id,
-            request.client_id,
-            request.client_host,
-            request.session_timeout_ms,
-            request.rebalance_timeout_ms,
-            request.protocol_type,
-            request.protocols,
-            now=clock.monotonic_ms(),
-        )
+        member, answer = self._groups.join(group, request, now=clock.monotonic_ms())
         self._core.group_changed(name)
         if answer is not None:
             return answer

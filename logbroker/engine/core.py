@@ -7,7 +7,6 @@ from logbroker.broadcast import Broadcast
 from logbroker.broker.broker import Broker
 from logbroker.engine.flusher import Flusher
 from logbroker.engine.signals import Signals
-from logbroker.errors import BrokerUnavailableError
 from logbroker.groups.coordinator import GroupCoordinator
 
 __all__ = ["EngineCore"]
@@ -23,10 +22,6 @@ class EngineCore:
         self.group_timer = Broadcast()
         #: Set when the engine shuts down: long polls return at once, new requests are refused.
         self.closing = False
-
-    def check_open(self) -> None:
-        if self.closing:
-            raise BrokerUnavailableError("the broker is shutting down")
 
     def appended(self, topic: str, partition: int) -> None:
         """Records were appended: under `fsync=always` the flusher makes them durable (and

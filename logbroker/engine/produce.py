@@ -47,6 +47,7 @@ class Produce:
         flusher = self._core.flusher
         if not flusher.acks_wait:
             return errors
+        waited = [result is None for result in results]
         with trio.move_on_after(max(timeout_s, 0)):
             for i, result in enumerate(results):
                 if result is None:
@@ -55,10 +56,13 @@ class Produce:
                     await flusher.wait_durable(result.durable)
                 except LogbrokerError as exc:
                     errors[i] = exc
+                waited[i] = True
         broker = self._core.broker
         for i, result in enumerate(results):
-            if result is None or errors[i] is not None:
+            if waited[i] or result is None:
                 continue
+            # The time ran out before this one's turn: the round that covered an earlier one
+            # may have covered it too.
             try:
                 durable = broker.flushed_offset(result.topic, result.partition) >= result.next_offset
             except LogbrokerError as exc:  # the topic was deleted meanwhile

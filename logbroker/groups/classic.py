@@ -72,6 +72,22 @@ MAX_METADATA_BYTES = 4096
 
 
 @attrs.frozen
+class JoinRequest:
+    """A JoinGroup: who joins (`member_id` empty for a new member), how long its session and a
+    rebalance may last, and the protocols (assignors) it offers, most preferred first."""
+
+    group: str
+    member_id: str
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    #: (name, metadata) in the member's order of preference.
+    protocols: list[tuple[str, bytes]]
+
+
+@attrs.frozen
 class JoinResponse:
     error_code: int
     generation_id: int
@@ -180,21 +196,14 @@ class ClassicGroups:
     # -- membership ----------------------------------------------------------------------------
 
     def join(
-        self,
-        group: ClassicGroup,
-        member_id: str,
-        client_id: str,
-        client_host: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        *,
-        now: int,
+        self, group: ClassicGroup, request: JoinRequest, *, now: int
     ) -> tuple[ClassicMember, JoinResponse | None]:
         """Add or refresh a member. Returns the member and its answer if there is one now; None
         means the answer comes when the rebalance completes (`member.join_response`). Errors are
         answered as responses with their code (the caller checks the group name and timeouts)."""
+        member_id, client_id, client_host = request.member_id, request.client_id, request.client_host
+        session_timeout_ms, rebalance_timeout_ms = request.session_timeout_ms, request.rebalance_timeout_ms
+        protocol_type, protocols = request.protocol_type, request.protocols
         if not protocol_type or not protocols:
             raise InconsistentGroupProtocolError(
                 f"a member of group {group.name!r} must name a protocol type and offer at least one "

@@ -141,7 +141,3 @@ class Security:
         """Forget the principals of members that left or expired."""
         for key in [key for key in self.member_principals if not alive(*key)]:
             del self.member_principals[key]
-
-    def denied_code(self, principal: str, operation: str, resource_type: str, name: str) -> int:
-        """0 when allowed, else the wire code of the refusal."""
-        return 0 if self.may(principal, operation, resource_type, name) else _DENIED[resource_type].code

@@ -22,6 +22,7 @@ from logbroker.groups.classic import (
     STABLE,
     ClassicGroup,
     ClassicGroups,
+    JoinRequest,
     assigned_partitions,
     subscribed_topics,
 )
@@ -42,10 +43,16 @@ def groups() -> ClassicGroups:
     return ClassicGroups(broker, OffsetsStore(broker, now_ms=0))
 
 
+def request(
+    group: ClassicGroup, member_id: str, protocol_type: str, protocols: list[tuple[str, bytes]]
+) -> JoinRequest:
+    return JoinRequest(group.name, member_id, "c", "h", SESSION, REBALANCE, protocol_type, protocols)
+
+
 def join(
     groups: ClassicGroups, group: ClassicGroup, member_id: str = "", protocols=RANGE, *, now: int
 ) -> str:
-    member, _ = groups.join(group, member_id, "c", "h", SESSION, REBALANCE, "consumer", protocols, now=now)
+    member, _ = groups.join(group, request(group, member_id, "consumer", protocols), now=now)
     return member.member_id
 
 
@@ -69,7 +76,7 @@ def test_a_member_offering_no_protocol_is_refused_and_the_timer_goes_on(
     # the initial delay raised in the group timer, which stopped the whole server.
     group = groups.load("g")
     with pytest.raises(InconsistentGroupProtocolError):
-        groups.join(group, "", "c", "h", SESSION, REBALANCE, protocol_type, protocols, now=0)
+        groups.join(group, request(group, "", protocol_type, protocols), now=0)
     assert group.members == {}
     assert groups.expire(now=DELAY + REBALANCE) == set()
 
@@ -95,7 +102,7 @@ def test_a_member_with_no_protocol_in_common_is_refused(groups: ClassicGroups) -
     with pytest.raises(InconsistentGroupProtocolError):
         join(groups, group, protocols=[("sticky", b"")], now=1)
     with pytest.raises(InconsistentGroupProtocolError):
-        groups.join(group, "", "c", "h", SESSION, REBALANCE, "connect", RANGE, now=1)
+        groups.join(group, request(group, "", "connect", RANGE), now=1)
 
 
 def test_followers_get_their_assignment_once_the_leader_sends_it(groups: ClassicGroups) -> None:

@@ -3,9 +3,9 @@ listings admin tools send (ListGroups, DescribeGroups), which show native groups
 
 from __future__ import annotations
 
-from logbroker.engine.classic import JoinRequest
 from logbroker.errors import GroupIdNotFoundError, InvalidSessionTimeoutError
 from logbroker.groups.admin import GroupView
+from logbroker.groups.classic import JoinRequest
 from logbroker.kafka.protocol import KafkaRequest
 from logbroker.server.connection import BaseConnection
 from logbroker.server.kafka.answers import Body
