@@ -1,13 +1,15 @@
 """pytest fixtures for testing code against a real logbroker (registered by an entry point).
 
 - `logbroker_thread`: a memory broker in a background thread; works in any test.
-- `logbroker_broker`: a memory broker in the test's own trio loop (needs pytest-trio).
+- `logbroker_broker`: a memory broker in the test's own trio loop (needs pytest-trio). A test
+  that takes it runs under trio without further setup: no `trio_mode` and no `@pytest.mark.trio`.
 
 Both yield a `logbroker.testing.RunningBroker`; connect to its `.address`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -31,3 +33,15 @@ else:
     async def logbroker_broker() -> AsyncIterator[RunningBroker]:
         async with run_broker() as running:
             yield running
+
+    def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+        """Mark async tests that take `logbroker_broker` as trio tests, so a project needs no
+        `trio_mode = true` to use the fixture (pytest-trio alone refuses them without it)."""
+        for item in items:
+            if (
+                isinstance(item, pytest.Function)
+                and "logbroker_broker" in item.fixturenames
+                and inspect.iscoroutinefunction(item.obj)
+                and item.get_closest_marker("trio") is None
+            ):
+                item.add_marker(pytest.mark.trio)

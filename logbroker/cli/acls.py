@@ -154,7 +154,7 @@ def delete(
 @acls.command("list")
 @click.option("--principal", help="Only rules for exactly this principal.")
 @_resource_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of rules.")
 @security_dir_options
 def list_(
     principal: str | None,
@@ -166,9 +166,14 @@ def list_(
 ) -> None:
     """List rules, in the order they were added."""
     resource = _resource(topic, group, cluster)
-    for rule in _store(security_dir).rules():
-        if principal is not None and rule.principal != principal:
-            continue
-        if resource is not None and (rule.resource_type, rule.name) != resource:
-            continue
-        click.echo(json_line(rule.to_json()) if as_json else str(rule))
+    rules = [
+        rule
+        for rule in _store(security_dir).rules()
+        if (principal is None or rule.principal == principal)
+        and (resource is None or (rule.resource_type, rule.name) == resource)
+    ]
+    if as_json:
+        click.echo(json_line([rule.to_json() for rule in rules]))
+        return
+    for rule in rules:
+        click.echo(str(rule))

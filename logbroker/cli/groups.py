@@ -103,7 +103,7 @@ def describe(group: str, as_json: bool, bootstrap: str) -> None:
         )
     else:
         click.echo(
-            f"group {info.name}: generation {info.generation}, {len(info.members)} member(s), "
+            f"group {info.name}: {info.state}, generation {info.generation}, {len(info.members)} member(s), "
             f"ack timeout {info.ack_timeout_ms / 1000:g} s, max deliveries {info.max_deliveries}, "
             f"session timeout {info.session_timeout_ms / 1000:g} s"
         )
@@ -140,11 +140,12 @@ def reset_offsets(group: str, topic: str, to: str, bootstrap: str) -> None:
 @click.command()
 @click.option("--group", default=None, help="Only this group.")
 @click.option("--topic", default=None, help="Only this topic.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of rows.")
 @bootstrap_option
 def offsets(group: str | None, topic: str | None, as_json: bool, bootstrap: str) -> None:
     """Committed offsets: one row per (group, topic, partition) with committed, log start, log
-    end, lag (log end - committed) and in flight (delivered, not committed)."""
+    end, lag (log end - committed) and in flight (delivered, not committed). An unknown --group
+    is an error."""
 
     async def run() -> list[GroupOffsetInfo]:
         async with await connect(bootstrap) as client:
@@ -152,8 +153,7 @@ def offsets(group: str | None, topic: str | None, as_json: bool, bootstrap: str)
 
     rows = [_row(r) for r in run_async(run)]
     if as_json:
-        for row in rows:
-            click.echo(json_line(row))
+        click.echo(json_line(rows))
         return
     _table(rows)
 

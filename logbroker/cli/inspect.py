@@ -27,7 +27,13 @@ def _codec_name(codec: int) -> str:
 @click.command()
 @click.argument("segment", type=click.Path(exists=True, dir_okay=False))
 @click.option("--records", is_flag=True, help="Also show every record.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: path, entries (batches, records, notes, problems, in file order), "
+    "batches, records, damaged.",
+)
 @click.option(
     "--max-decompressed",
     type=click.IntRange(min=1),
@@ -38,7 +44,8 @@ def _codec_name(codec: int) -> str:
 def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> None:
     """Show the batches (and with --records the records) of a segment .log file.
 
-    Any Kafka-format segment works. Nothing is modified.
+    Any Kafka-format segment works. Nothing is modified. Exits 1 when the file is damaged or is
+    not a segment (after showing what it could read), as `logbroker verify` does.
     """
     if os.path.basename(segment) == PRODUCER_STATE_FILE:
         raise click.BadParameter(
@@ -46,19 +53,27 @@ def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> N
             param_hint="'SEGMENT'",
         )
     batches = record_count = 0
-    if not as_json:
+    problems: list[str] = []
+    if as_json:
+        # One document, written as it is read: a segment may hold millions of records.
+        click.echo(f'{{"path":{json_line(segment)},"entries":[', nl=False)
+    else:
         click.echo(
             f"{'POSITION':>10} {'SIZE':>8} {'BASE OFFSET':>12} {'LAST OFFSET':>12} {'RECORDS':>7} "
             f"{'CRC':>4}  {'CODEC':<6} MAX TIMESTAMP"
         )
+    separator = ""
     for entry in dump_segment(segment, records=records, max_decompressed=max_decompressed):
+        shown: dict[str, object] | None = None
         if isinstance(entry, BatchEntry):
             batches += 1
             header = entry.header
             record_count += header.records_count
+            if entry.crc_ok is False:
+                problems.append(f"batch at byte {entry.position} fails its CRC-32C check")
             crc = "n/a" if entry.crc_ok is None else ("ok" if entry.crc_ok else "BAD")
             if as_json:
-                click.echo(json_line(_batch_json(entry)))
+                shown = _batch_json(entry)
             else:
                 codec = f"magic{header.magic}" if entry.legacy else _codec_name(header.compression)
                 flags = "".join(
@@ -77,18 +92,14 @@ def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> N
         elif isinstance(entry, RecordEntry):
             r = entry.record
             if as_json:
-                click.echo(
-                    json_line(
-                        {
-                            "type": "record",
-                            "offset": r.offset,
-                            "timestamp": r.timestamp,
-                            "key": bytes_json(r.key),
-                            "value": bytes_json(r.value),
-                            "headers": headers_json(r.headers),
-                        }
-                    )
-                )
+                shown = {
+                    "type": "record",
+                    "offset": r.offset,
+                    "timestamp": r.timestamp,
+                    "key": bytes_json(r.key),
+                    "value": bytes_json(r.value),
+                    "headers": headers_json(r.headers),
+                }
             else:
                 headers = " ".join(f"{k}={bytes_text(v)}" for k, v in r.headers)
                 click.echo(
@@ -97,25 +108,30 @@ def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> N
                 )
         elif isinstance(entry, RecordsUnavailable):
             if as_json:
-                click.echo(json_line({"type": "note", "position": entry.position, "message": entry.reason}))
+                shown = {"type": "note", "position": entry.position, "message": entry.reason}
             else:
                 click.echo(f"{'':>10} records not shown: {entry.reason}")
         elif isinstance(entry, ScanProblem):
+            problems.append(f"{entry.kind} at byte {entry.position}: {entry.reason}")
             if as_json:
-                click.echo(
-                    json_line(
-                        {
-                            "type": "problem",
-                            "kind": entry.kind,
-                            "position": entry.position,
-                            "reason": entry.reason,
-                        }
-                    )
-                )
+                shown = {
+                    "type": "problem",
+                    "kind": entry.kind,
+                    "position": entry.position,
+                    "reason": entry.reason,
+                }
             else:
                 click.echo(f"{entry.kind} at byte {entry.position}: {entry.reason}")
-    if not as_json:
+        if shown is not None:
+            click.echo(separator + json_line(shown), nl=False)
+            separator = ","
+    if as_json:
+        click.echo(f'],"batches":{batches},"records":{record_count},"damaged":{json_line(bool(problems))}}}')
+    else:
         click.echo(f"{batches} batches, {record_count} records")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise click.ClickException(f"{segment} is damaged: {problems[0]}{more}")
 
 
 def _batch_json(entry: BatchEntry) -> dict[str, object]:

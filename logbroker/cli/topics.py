@@ -105,8 +105,11 @@ def list_(include_internal: bool, as_json: bool, bootstrap: str) -> None:
     if as_json:
         click.echo(json.dumps(found))
         return
+    width = max([len("NAME"), *(len(str(t["name"])) for t in found)])
+    click.echo(f"{'NAME':<{width}} {'PARTITIONS':>10}" + ("  INTERNAL" if include_internal else ""))
     for topic in found:
-        click.echo(f"{topic['name']}\t{topic['partitions']}")
+        internal = ("  yes" if topic["internal"] else "  no") if include_internal else ""
+        click.echo(f"{topic['name']!s:<{width}} {topic['partitions']!s:>10}{internal}")
 
 
 @topics.command("describe")

@@ -92,14 +92,14 @@ def delete(name: str, security_dir: str) -> None:
 
 
 @users.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of {user, mechanisms}.")
 @security_dir_options
 def list_users(as_json: bool, security_dir: str) -> None:
     """List the users and their mechanisms (never their secrets)."""
     store = _store(security_dir)
-    for name in store.usernames():
-        mechanisms = store.mechanisms(name)
-        if as_json:
-            click.echo(json_line({"user": name, "mechanisms": mechanisms}))
-        else:
-            click.echo(f"{name}  {','.join(mechanisms)}")
+    found = [{"user": name, "mechanisms": store.mechanisms(name)} for name in store.usernames()]
+    if as_json:
+        click.echo(json_line(found))
+        return
+    for user in found:
+        click.echo(f"{user['user']}  {','.join(user['mechanisms'])}")

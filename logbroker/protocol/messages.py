@@ -524,7 +524,8 @@ class DescribeGroupResponse(Response):
     session_timeout_ms: int = 0
     members: list[GroupMemberInfo] = attrs.Factory(list)
     partitions: list[GroupOffsetInfo] = attrs.Factory(list)
-    #: "native", or "kafka" (then the ack settings do not apply; `state` is Kafka's group state).
+    #: "native", or "kafka" (then the ack settings do not apply).
+    #: `state`: "Empty" or "Stable" for a native group; Kafka's group state for a Kafka one.
     protocol: str = "native"
     state: str = ""
 

@@ -28,6 +28,7 @@ def test_topics_produce_consume(run: Run, serve_process: Serve) -> None:
     assert created.returncode == 0 and "created topic orders with 3 partition(s)" in created.stdout
     listed = run("topics", "list", "--json", env=env)
     assert json.loads(listed.stdout) == [{"name": "orders", "partitions": 3, "internal": False}]
+    assert run("topics", "list", env=env).stdout.splitlines() == ["NAME   PARTITIONS", "orders          3"]
     produced = run(
         "produce",
         "orders",

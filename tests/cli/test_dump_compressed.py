@@ -66,7 +66,7 @@ def test_dump_shows_the_records_of_every_codec(run: Run, tmp_path: Path) -> None
 
     result = run("dump", str(segment), "--records", "--json")
     assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    entries = json.loads(result.stdout)["entries"]
     assert [e["type"] for e in entries if e["type"] not in ("batch", "record")] == []
     codec_at: dict[int, str] = {}
     for entry in entries:
@@ -95,7 +95,7 @@ def test_dump_refuses_a_bomb_at_its_cap(run: Run, tmp_path: Path) -> None:
     segment.write_bytes(b"".join(bombs))
     result = run("dump", str(segment), "--records", "--json", "--max-decompressed", "100000")
     assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    entries = json.loads(result.stdout)["entries"]
     notes = [e["message"] for e in entries if e["type"] == "note"]
     assert notes == [
         f"{codec} data inflates past the cap of 100000 bytes" for codec in ("snappy", "lz4", "zstd")
@@ -103,4 +103,4 @@ def test_dump_refuses_a_bomb_at_its_cap(run: Run, tmp_path: Path) -> None:
     assert [e for e in entries if e["type"] == "record"] == []
     # With room enough, the same segment shows its records.
     result = run("dump", str(segment), "--records", "--json")
-    assert len([line for line in result.stdout.splitlines() if '"record"' in line]) == 3
+    assert len([e for e in json.loads(result.stdout)["entries"] if e["type"] == "record"]) == 3

@@ -67,7 +67,7 @@ def test_dump_table(run: Run) -> None:
 def test_dump_json(run: Run) -> None:
     result = run("dump", str(FIXTURES / "sample-0" / "00000000000000000006.log"), "--records", "--json")
     assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    entries = json.loads(result.stdout)["entries"]
     batches = [e for e in entries if e["type"] == "batch"]
     recs = [e for e in entries if e["type"] == "record"]
     assert batches[0]["base_offset"] == 6
@@ -89,7 +89,7 @@ def test_dump_json(run: Run) -> None:
 
 def test_dump_json_bytes_and_headers(run: Run) -> None:
     result = run("dump", str(FIXTURES / "sample-0" / SEG0), "--records", "--json")
-    recs = [json.loads(line) for line in result.stdout.splitlines() if '"record"' in line]
+    recs = [e for e in json.loads(result.stdout)["entries"] if e["type"] == "record"]
     assert recs[3]["headers"] == [["source", "web"], ["trace", None]]
     assert recs[5]["value"] == {"base64": "AP/+IGJpbmFyeQ=="}
 
@@ -97,25 +97,56 @@ def test_dump_json_bytes_and_headers(run: Run) -> None:
 def test_dump_any_kafka_segment(run: Run) -> None:
     result = run("dump", str(FIXTURES / "kafka-python.log"), "--records", "--json")
     assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    entries = json.loads(result.stdout)["entries"]
     assert [e.get("magic") for e in entries if e["type"] == "batch"] == [0, 1, 2, 2, 2]
     assert [e["value"] for e in entries if e["type"] == "record"] == [
         f"kafka-python {i}" for i in range(2, 11)
     ]
 
 
-def test_dump_shows_damage_and_goes_on(run: Run, sample: Path) -> None:
+def test_dump_shows_damage_goes_on_and_exits_1(run: Run, sample: Path) -> None:
     path = sample / SEG0
     data = bytearray(path.read_bytes())
     data[120] ^= 0x10  # inside the second batch (85..230), past its header
     path.write_bytes(bytes(data[:-20]))  # and a torn tail
     result = run("dump", str(path), "--json")
-    assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {path} is damaged: batch at byte 85 fails its CRC-32C check (and 1 more)"
+    ]
+    document = json.loads(result.stdout)
+    entries = document["entries"]
+    assert document["damaged"] is True and document["batches"] == 3
     assert [e["crc_ok"] for e in entries if e["type"] == "batch"] == [True, False, True]
     assert entries[-1]["type"] == "problem"
     assert entries[-1]["kind"] == "torn"
     assert entries[-1]["position"] == 306
+    table = run("dump", str(path))
+    assert table.returncode == 1 and "BAD" in table.stdout and "torn at byte 306" in table.stdout
+
+
+def test_dump_of_a_file_that_is_not_a_segment_exits_1(run: Run, tmp_path: Path) -> None:
+    text = tmp_path / "notes.log"
+    text.write_text("this is a text file, not a segment of record batches\n" * 3)
+    result = run("dump", str(text))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error: {text} is damaged: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout.splitlines()[-1] == "0 batches, 0 records"
+
+
+def test_dump_json_is_one_document_also_for_an_empty_segment(run: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "00000000000000000000.log"
+    empty.write_bytes(b"")
+    result = run("dump", str(empty), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "path": str(empty),
+        "entries": [],
+        "batches": 0,
+        "records": 0,
+        "damaged": False,
+    }
 
 
 def test_dump_errors(run: Run, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def test_consume_with_a_group_commits_what_it_printed(run: Run, serve_process: S
     run("produce", "orders", input="".join(f"{i}\n" for i in range(10)), env=env)
     first = run("consume", "orders", "--group", "billing", "--max-messages", "4", env=env)
     assert first.returncode == 0 and first.stdout.split() == ["0", "1", "2", "3"]
-    rows = [json.loads(line) for line in run("offsets", "--json", env=env).stdout.splitlines()]
+    rows = json.loads(run("offsets", "--json", env=env).stdout)
     assert rows == [
         {
             "group": "billing",
@@ -141,3 +141,24 @@ def test_a_commit_survives_kill_9_right_after_its_ack(serve_process: Serve, tmp_
             return description.partitions[0].committed
 
     assert trio.run(read_back, restarted.address) == committed == 13
+
+
+def test_offsets_of_an_unknown_group_fails_as_describe_does(run: Run, serve_process: Serve) -> None:
+    server = serve_process("--group-initial-delay", "0")
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    for command in (("offsets", "--group", "nobody"), ("groups", "describe", "nobody")):
+        result = run(*command, env=env)
+        assert (result.returncode, result.stdout) == (1, ""), command
+        assert result.stderr.strip() == "Error: unknown group 'nobody'", command
+    assert json.loads(run("offsets", "--json", env=env).stdout) == []  # no filter: an empty list
+
+
+def test_a_native_group_shows_its_state(run: Run, serve_process: Serve) -> None:
+    server = serve_process("--group-initial-delay", "0")
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    run("topics", "create", "t", env=env)
+    run("produce", "t", input="x\n", env=env)
+    assert run("consume", "t", "--group", "g", "--max-messages", "1", env=env).returncode == 0
+    described = json.loads(run("groups", "describe", "g", "--json", env=env).stdout)
+    assert (described["protocol"], described["state"], described["members"]) == ("native", "Empty", [])
+    assert run("groups", "describe", "g", env=env).stdout.startswith("group g: Empty, generation ")

@@ -106,10 +106,7 @@ def test_kafka_groups_in_the_offsets_inspector_and_groups_describe(kafka_broker:
         [member] = described["members"]
         assert member["topics"] == ["watched"]
         assert sorted(a["partition"] for a in member["assignment"]) == [0, 1]
-        offsets = [
-            json.loads(line)
-            for line in cli(kafka_broker, "offsets", "--group", "kafka-readers", "--json").stdout.splitlines()
-        ]
+        offsets = json.loads(cli(kafka_broker, "offsets", "--group", "kafka-readers", "--json").stdout)
         assert sum(row["committed"] for row in offsets) == 10 and all(row["lag"] == 0 for row in offsets)
         listed = json.loads(cli(kafka_broker, "groups", "list", "--json").stdout)
         assert {"name": "kafka-readers", "members": 1, "protocol": "kafka"}.items() <= listed[0].items()

@@ -431,7 +431,7 @@ def test_cli_add_list_delete(tmp_path: Path) -> None:
     assert run("list", *d, "--cluster").splitlines() == [
         f"allow User:admin alter cluster {CLUSTER} (literal)"
     ]
-    assert [json.loads(line) for line in run("list", *d, "--topic", "orders", "--json").splitlines()] == [
+    assert json.loads(run("list", *d, "--topic", "orders", "--json")) == [
         allow(ALICE, "read", "topic", "orders").to_json(),
         allow(ALICE, "write", "topic", "orders").to_json(),
     ]

@@ -294,8 +294,7 @@ def test_cli_list(data_dir: str) -> None:
     result = run(["list", "--data-dir", data_dir])
     assert result.output == "alice  SCRAM-SHA-256,SCRAM-SHA-512\nbob  SCRAM-SHA-256,SCRAM-SHA-512\n"
     result = run(["list", "--json", "--data-dir", data_dir])
-    lines = [json.loads(line) for line in result.output.splitlines()]
-    assert lines == [
+    assert json.loads(result.output) == [
         {"user": "alice", "mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-512"]},
         {"user": "bob", "mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-512"]},
     ]

@@ -157,6 +157,8 @@ def describe_group(conn: BaseConnection, request: DescribeGroup, payload: bytes)
 
 
 def list_group_offsets(conn: BaseConnection, request: ListGroupOffsets, payload: bytes) -> Reply:
+    if request.group is not None and conn.may("describe", "group", request.group):
+        conn.engine.groups.view(request.group)  # an unknown group is an error, not an empty list
     rows = conn.engine.groups.offset_rows(request.group, request.topic)
     visible = [
         _offset_info(r)
@@ -190,7 +192,7 @@ def _description(conn: BaseConnection, view: GroupView, rows: list[OffsetRow]) -
         ],
         partitions=[_offset_info(r) for r in rows if visible(r.topic)],
         protocol="kafka" if view.kind == "classic" else "native",
-        state=view.state if view.kind == "classic" else "",
+        state=view.state,
     )
 
 
