@@ -6,6 +6,7 @@ import json
 
 import click
 
+from logbroker.client.session import OffsetMove
 from logbroker.protocol.messages import DescribeGroupResponse, GroupOffsetInfo, GroupSummary
 
 from .common import bootstrap_option, connect, parse_start, run_async
@@ -123,18 +124,38 @@ def describe(group: str, as_json: bool, bootstrap: str) -> None:
     metavar="earliest|latest|OFFSET|@EPOCH_MS|ISO-8601-TIME",
     help="Where to: the log start, the end, an offset (every partition), or a time.",
 )
+@click.option("--dry-run", is_flag=True, help="Show the moves without making them.")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Start GROUP at these offsets if it does not exist yet (otherwise an unknown group is an error).",
+)
 @bootstrap_option
-def reset_offsets(group: str, topic: str, to: str, bootstrap: str) -> None:
-    """Move GROUP's committed offsets of a topic (only while the group has no members)."""
+def reset_offsets(group: str, topic: str, to: str, dry_run: bool, create: bool, bootstrap: str) -> None:
+    """Move GROUP's committed offsets of a topic (only while the group has no members).
+
+    Prints one line per partition: the committed offset before (none) and after.
+    """
     target, timestamp = parse_start(to)
 
-    async def run() -> dict[int, int]:
+    async def run() -> list[OffsetMove]:
         async with await connect(bootstrap) as client:
-            return await client.reset_offsets(group, topic, target, timestamp=timestamp)  # type: ignore[arg-type]
+            return await client.plan_offsets(
+                group,
+                topic,
+                target,  # type: ignore[arg-type]
+                timestamp=timestamp,
+                create=create,
+                dry_run=dry_run,
+            )
 
-    moved = run_async(run)
-    for partition, offset in sorted(moved.items()):
-        click.echo(f"{topic}-{partition}: committed offset now {offset}")
+    moves = run_async(run)
+    for move in sorted(moves, key=lambda m: m.partition):
+        before = "none" if move.previous < 0 else str(move.previous)
+        verb = "would move" if dry_run else "moved"
+        click.echo(f"{topic}-{move.partition}: committed offset {before} -> {move.offset} ({verb})")
+    if dry_run:
+        click.echo("dry run: nothing changed", err=True)
 
 
 @click.command()

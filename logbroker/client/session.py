@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
 
+import attrs
 import trio
 
 from logbroker.client.connection import BrokerConnection
@@ -52,10 +53,19 @@ from logbroker.protocol.messages import (
 from logbroker.records import Compression, encode_batch
 from logbroker.security.scram import ScramClient
 
-__all__ = ["OffsetSpec", "Session", "TopicDescription"]
+__all__ = ["OffsetMove", "OffsetSpec", "Session", "TopicDescription"]
 
 TopicDescription = DescribeTopicResponse
 OffsetSpec = Literal["earliest", "latest"] | int
+
+
+@attrs.frozen
+class OffsetMove:
+    """One partition of a group's offset reset: the committed offset before (-1: none) and after."""
+
+    partition: int
+    previous: int
+    offset: int
 
 
 class Session:
@@ -223,15 +233,42 @@ class Session:
         return response.offsets
 
     async def reset_offsets(
-        self, group: str, topic: str, to: OffsetSpec | None = None, *, timestamp: int | None = None
+        self,
+        group: str,
+        topic: str,
+        to: OffsetSpec | None = None,
+        *,
+        timestamp: int | None = None,
+        create: bool = True,
     ) -> dict[int, int]:
         """Move a group's committed offsets of `topic` ('earliest', 'latest', an offset, or the
-        first record at or after `timestamp` ms); only while the group has no members."""
-        response, _ = await self.request(ResetOffsets(group, topic, to, timestamp))
+        first record at or after `timestamp` ms); only while the group has no members. Returns
+        the new offset per partition. A group that does not exist yet starts at these offsets;
+        with `create=False` that is a `GroupIdNotFoundError` instead."""
+        moves = await self.plan_offsets(group, topic, to, timestamp=timestamp, create=create, dry_run=False)
+        return {move.partition: move.offset for move in moves}
+
+    async def plan_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: OffsetSpec | None = None,
+        *,
+        timestamp: int | None = None,
+        create: bool = True,
+        dry_run: bool = True,
+    ) -> list[OffsetMove]:
+        """What `reset_offsets` does (or, with `dry_run=False`, did) per partition: the committed
+        offset before (-1: none) and the new one. By default nothing changes."""
+        response, _ = await self.request(
+            ResetOffsets(group, topic, to, timestamp, create=create, dry_run=dry_run)
+        )
         assert isinstance(response, ResetOffsetsResponse)
-        return {
-            ref.partition: offset for ref, offset in zip(response.partitions, response.offsets, strict=True)
-        }
+        previous = response.previous or [-1] * len(response.offsets)
+        return [
+            OffsetMove(ref.partition, before, offset)
+            for ref, before, offset in zip(response.partitions, previous, response.offsets, strict=True)
+        ]
 
     # -- data ----------------------------------------------------------------------------------
 

@@ -228,11 +228,21 @@ class Groups:
         *,
         timestamp: int | None = None,
         auto_create: bool = False,
-    ) -> list[tuple[int, int]]:
-        """Move a member-less group's committed offsets of `topic`; (partition, offset) pairs.
-        With `auto_create` the topic is created if missing (see `GroupAdmin.reset_offsets`)."""
+        create: bool = True,
+        dry_run: bool = False,
+    ) -> list[tuple[int, int, int]]:
+        """Move a member-less group's committed offsets of `topic`; (partition, committed
+        before, new offset) triples. See `GroupAdmin.reset_offsets` for `auto_create`, `create`
+        and `dry_run`."""
         result, pending = self._coordinator.admin.reset_offsets(
-            group, topic, to, timestamp=timestamp, auto_create=auto_create, now_ms=clock.wall_ms()
+            group,
+            topic,
+            to,
+            timestamp=timestamp,
+            auto_create=auto_create,
+            create=create,
+            dry_run=dry_run,
+            now_ms=clock.wall_ms(),
         )
         await self._core.flusher.wait_durable(pending)
         return result

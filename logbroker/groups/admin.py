@@ -158,12 +158,16 @@ class GroupAdmin:
         *,
         timestamp: int | None = None,
         auto_create: bool = False,
+        create: bool = True,
+        dry_run: bool = False,
         now_ms: int,
-    ) -> tuple[list[tuple[int, int]], Durable | None]:
+    ) -> tuple[list[tuple[int, int, int]], Durable | None]:
         """Move the group's committed offsets of `topic` to 'earliest', 'latest', an offset, or
         (with `timestamp`) the first record at or after that time; only while the group has no
-        members. Returns (partition, offset) pairs. The topic must exist, or with `auto_create`
-        it is created (`Broker.auto_create_topic`) once the group is found free."""
+        members. Returns (partition, committed before or -1, new offset) triples. The topic must
+        exist, or with `auto_create` it is created (`Broker.auto_create_topic`) once the group is
+        found free. A group that does not exist yet is started at these offsets, unless `create`
+        is False (then `GroupIdNotFoundError`). `dry_run` computes the moves and changes nothing."""
         check_group_name(group_name)
         classic = self._classic.groups.get(group_name)
         native = self._native.get(group_name)
@@ -173,22 +177,27 @@ class GroupAdmin:
                     f"group {group_name!r} has {len(existing.members)} member(s); "
                     "offsets can only be reset while it has none"
                 )
-        if auto_create:
+        if classic is None and native is None and not create:
+            raise GroupIdNotFoundError(f"unknown group {group_name!r}")
+        if auto_create and not dry_run:
             self._broker.auto_create_topic(topic, now_ms=now_ms)
         count = self._broker.partition_count(topic)
-        targets = [(p, self._target(topic, p, to, timestamp)) for p in range(count)]
+        before = {tp: offset for tp, (offset, _) in self.committed(group_name, None).items()}
+        moves = [(p, before.get((topic, p), -1), self._target(topic, p, to, timestamp)) for p in range(count)]
+        if dry_run:
+            return moves, None
         if classic is not None:
-            changes = self._classic.commit(classic, {(topic, p): (offset, None) for p, offset in targets})
-            return targets, self._store.write(changes, now_ms)
+            changes = self._classic.commit(classic, {(topic, p): (offset, None) for p, _, offset in moves})
+            return moves, self._store.write(changes, now_ms)
         group = native or Group(group_name, self._defaults)
         self._native[group_name] = group
         changes = []
         if OffsetsStore.group_key(group_name) not in self._store.live:
             changes.append((OffsetsStore.group_key(group_name), settings_value(group)))
-        for partition, offset in targets:
+        for partition, _, offset in moves:
             group.partitions[(topic, partition)] = PartitionCursor(topic, partition, offset, offset)
             changes.append((OffsetsStore.offset_key(group_name, topic, partition), {"offset": offset}))
-        return targets, self._store.write(changes, now_ms)
+        return moves, self._store.write(changes, now_ms)
 
     def forget_topic(self, topic: str) -> Changes:
         """Drop every group's offsets of a deleted topic; returns the changes to write. Native

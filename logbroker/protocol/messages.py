@@ -533,13 +533,16 @@ class DescribeGroupResponse(Response):
 @attrs.frozen
 class ResetOffsets(Message):
     """Move a member-less group's offsets of `topic`: `to` is "earliest", "latest" or an
-    offset; or `timestamp` (ms) for the first record at or after it."""
+    offset; or `timestamp` (ms) for the first record at or after it. `create` False refuses a
+    group that does not exist (GROUP_ID_NOT_FOUND); `dry_run` answers without changing anything."""
 
     API_KEY: ClassVar[int] = 16
     group: str
     topic: str
     to: str | int | None = None
     timestamp: int | None = None
+    create: bool = True
+    dry_run: bool = False
 
 
 @attrs.frozen
@@ -547,6 +550,8 @@ class ResetOffsetsResponse(Response):
     API_KEY: ClassVar[int] = 16
     partitions: list[TopicPartitionRef] = attrs.Factory(list)
     offsets: list[int] = attrs.Factory(list)
+    #: The committed offset of each partition before the reset (-1: none).
+    previous: list[int] = attrs.Factory(list)
 
 
 @attrs.frozen

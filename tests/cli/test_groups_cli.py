@@ -114,7 +114,11 @@ def test_group_errors(run: Run, serve_process: Serve) -> None:
             member.terminate()
             member.wait(timeout=30)
     reset = run("groups", "reset-offsets", "busy", "--topic", "t", "--to", "earliest", env=env)
-    assert reset.returncode == 0 and "t-0: committed offset now 0" in reset.stdout
+    assert (
+        reset.returncode == 0
+        and reset.stdout.startswith("t-0: committed offset ")
+        and "-> 0 (moved)" in reset.stdout
+    )
 
 
 def test_a_commit_survives_kill_9_right_after_its_ack(serve_process: Serve, tmp_path: object) -> None:
@@ -162,3 +166,38 @@ def test_a_native_group_shows_its_state(run: Run, serve_process: Serve) -> None:
     described = json.loads(run("groups", "describe", "g", "--json", env=env).stdout)
     assert (described["protocol"], described["state"], described["members"]) == ("native", "Empty", [])
     assert run("groups", "describe", "g", env=env).stdout.startswith("group g: Empty, generation ")
+
+
+def test_reset_offsets_dry_run_changes_nothing_and_an_unknown_group_needs_create(
+    run: Run, serve_process: Serve
+) -> None:
+    server = serve_process("--group-initial-delay", "0")
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    run("topics", "create", "t", "--partitions", "2", env=env)
+    run("produce", "t", "--partition", "0", input="a\nb\nc\n", env=env)
+    assert run("consume", "t", "--group", "g", "--idle-timeout", "1", env=env).stdout.split() == [
+        "a",
+        "b",
+        "c",
+    ]
+    planned = run("groups", "reset-offsets", "g", "--topic", "t", "--to", "earliest", "--dry-run", env=env)
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.splitlines() == [
+        "t-0: committed offset 3 -> 0 (would move)",
+        "t-1: committed offset 0 -> 0 (would move)",
+    ]
+    assert "dry run: nothing changed" in planned.stderr
+    assert [r["committed"] for r in json.loads(run("offsets", "--group", "g", "--json", env=env).stdout)] == [
+        3,
+        0,
+    ]
+    typo = run("groups", "reset-offsets", "gg", "--topic", "t", "--to", "earliest", env=env)
+    assert typo.returncode == 1 and typo.stderr.strip() == "Error: unknown group 'gg'"
+    assert [g["name"] for g in json.loads(run("groups", "list", "--json", env=env).stdout)] == ["g"]
+    created = run("groups", "reset-offsets", "gg", "--topic", "t", "--to", "latest", "--create", env=env)
+    assert created.stdout.splitlines() == [
+        "t-0: committed offset none -> 3 (moved)",
+        "t-1: committed offset none -> 0 (moved)",
+    ]
+    moved = run("groups", "reset-offsets", "g", "--topic", "t", "--to", "1", env=env)
+    assert moved.stdout.splitlines()[0] == "t-0: committed offset 3 -> 1 (moved)"

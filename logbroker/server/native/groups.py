@@ -124,12 +124,19 @@ async def reset_offsets(conn: BaseConnection, request: ResetOffsets, payload: by
     if request.to is None and request.timestamp is None:
         raise InvalidRequestError("reset offsets needs `to` or `timestamp`")
     result = await conn.engine.groups.reset_offsets(
-        request.group, request.topic, request.to or "earliest", timestamp=request.timestamp, auto_create=True
+        request.group,
+        request.topic,
+        request.to or "earliest",
+        timestamp=request.timestamp,
+        auto_create=True,
+        create=request.create,
+        dry_run=request.dry_run,
     )
     return (
         ResetOffsetsResponse(
-            partitions=[TopicPartitionRef(request.topic, p) for p, _ in result],
-            offsets=[o for _, o in result],
+            partitions=[TopicPartitionRef(request.topic, p) for p, _, _ in result],
+            offsets=[o for _, _, o in result],
+            previous=[before for _, before, _ in result],
         ),
         b"",
     )
