@@ -16,12 +16,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from logbroker.client import Client, Consumer, Delivery, Message, Producer, RecordMetadata, connect
+    from logbroker.client import (
+        Client,
+        Consumer,
+        Delivery,
+        GroupConsumer,
+        GroupMessage,
+        Message,
+        Producer,
+        RecordMetadata,
+        connect,
+    )
 
 __all__ = [
     "Client",
     "Consumer",
     "Delivery",
+    "GroupConsumer",
+    "GroupMessage",
     "Message",
     "Producer",
     "RecordMetadata",
