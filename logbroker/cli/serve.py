@@ -20,6 +20,7 @@ from click.core import ParameterSource
 
 from logbroker.errors import InvalidConfigError
 from logbroker.server.config import Settings, format_value
+from logbroker.server.listeners import format_address
 from logbroker.server.server import Server, serve_settings
 
 __all__ = ["serve"]
@@ -242,7 +243,9 @@ async def _serve(settings: Settings) -> None:
             logger.info("listening on %s", server.address)
             print(f"logbroker listening on {server.address}", flush=True)
             if server.kafka_port >= 0:
-                print(f"logbroker speaks Kafka on {server.host}:{server.kafka_port}", flush=True)
+                print(
+                    f"logbroker speaks Kafka on {format_address(server.host, server.kafka_port)}", flush=True
+                )
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if server.engine.closing:

@@ -167,12 +167,18 @@ def test_memory_with_a_data_directory_is_a_usage_error(run: Run, tmp_path: Path)
 
 
 def test_memory_ignores_the_data_directory_of_the_environment(tmp_path: Path) -> None:
-    from_env = tmp_path / "from-env"
-    with ServeProcess(memory=True, env={"LOGBROKER_DATA_DIR": str(from_env)}) as broker:
+    env = {"LOGBROKER_DATA_DIR": str(tmp_path / "from-env")}
+    with ServeProcess(memory=True, env=env) as broker:  # --memory
         code, log = broker.stop()
     assert code == 0
     assert "storage: memory" in log
-    assert not from_env.exists()
+    config = tmp_path / "broker.toml"
+    config.write_text("memory = true\n")
+    with ServeProcess("--config", str(config), memory=False, env=env) as broker:  # memory in the file
+        code, log = broker.stop()
+    assert code == 0
+    assert "storage: memory" in log
+    assert not (tmp_path / "from-env").exists()
 
 
 def test_a_flag_chooses_the_storage_over_the_config_file(tmp_path: Path) -> None:
