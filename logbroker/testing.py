@@ -50,7 +50,7 @@ import trio
 from logbroker.broker.broker import Broker
 from logbroker.engine.engine import Engine
 from logbroker.server.config import Settings
-from logbroker.server.server import Server
+from logbroker.server.server import Server, serve_settings
 
 __all__ = ["BrokerThread", "RunningBroker", "ServeProcess", "run_broker"]
 
@@ -100,7 +100,8 @@ async def run_broker(
     default_partitions: int = 1,
     **server_settings: Any,
 ) -> AsyncIterator[RunningBroker]:
-    """Run a broker in the current trio task tree, on 127.0.0.1 and a free port.
+    """Run a broker in the current trio task tree, on 127.0.0.1 and a free port, started as
+    `logbroker serve` starts (`serve_settings`: bind, then open the data directory, then accept).
 
     Memory storage unless `data_dir` is given (then the files stay for the test to inspect).
     `server_settings` are any other settings `logbroker serve` takes, by their names
@@ -118,16 +119,19 @@ async def run_broker(
             **server_settings,
         }
     )
-    broker = settings.open_broker(now_ms=int(time.time() * 1000))
-    try:
-        async with trio.open_nursery() as nursery:
-            server: Server = await nursery.start(Server(broker, settings.server_config()).run)
+    failed: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        try:
+            server: Server = await nursery.start(serve_settings, settings)
+        except Exception as exc:  # raised below, as itself rather than in the nursery's group
+            failed = exc
+        else:
             try:
-                yield RunningBroker(server.address, server, broker)
+                yield RunningBroker(server.address, server, server.broker)
             finally:
                 server.request_shutdown()
-    finally:
-        broker.close()
+    if failed is not None:
+        raise failed  # a port in use, a locked data directory, ...: nothing was left running
 
 
 class BrokerThread:

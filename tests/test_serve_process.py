@@ -68,7 +68,7 @@ def test_stop_with_sigint_returns_the_exit_code_and_this_runs_stderr(tmp_path: P
 
 
 def test_a_failing_start_raises_with_the_end_of_stderr(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match=r"(?s)exit code 1.*not 'sometimes'"):
+    with pytest.raises(RuntimeError, match=r"(?s)exit code 2.*not 'sometimes'"):
         ServeProcess("--fsync", "sometimes").start()
     with ServeProcess(data_dir=tmp_path / "data") as first:
         second = ServeProcess(data_dir=tmp_path / "data")

@@ -162,7 +162,8 @@ class Broker:
         )
         self._topics: dict[str, _Topic] = {}
         self._dirty: dict[TopicPartition, PartitionLog] = {}
-        #: What opening each partition found (file brokers), and anything else start-up did.
+        #: What opening each partition found (file brokers), and anything else start-up did or
+        #: found (a disk already below the free-space reserve) that an operator should hear.
         self.recovery: list[RecoveryReport] = []
         self.notes: list[str] = []
         #: Counts topic creations and deletions; `topic_listeners` are called after each, with
@@ -173,6 +174,14 @@ class Broker:
         for entry in self._store:
             self._topics[entry.name] = self._open_topic(entry, now_ms)
         self._remove_leftovers()
+        free = self._free_below_reserve(0)
+        if free is not None:
+            self.notes.append(
+                f"only {_size(free)} free on the disk of {self.data_dir}, less than the "
+                f"{_size(self.options.min_free_bytes)} kept for commits and metadata (min_free_bytes): "
+                "every produce is refused (KAFKA_STORAGE_ERROR) until more is free; free space, "
+                "delete topics, or lower min_free_bytes"
+            )
 
     @classmethod
     def open(
@@ -419,16 +428,22 @@ class Broker:
         return ProduceResult(topic, partition, base, log.next_offset, log.log_start_offset)
 
     def _check_free_space(self, size: int) -> None:
-        reserve = self.options.min_free_bytes
-        if self._fs is None or self.data_dir is None or reserve <= 0:
-            return
-        free = self._fs.free_bytes(self.data_dir)
-        if free is not None and free - size < reserve:
+        free = self._free_below_reserve(size)
+        if free is not None:
             raise StorageError(
                 f"no space left for records: {free} bytes free on the disk of {self.data_dir}, and "
-                f"{reserve} are kept for commits and metadata (min_free_bytes); delete topics or "
-                "free space, and produce again"
+                f"{self.options.min_free_bytes} are kept for commits and metadata (min_free_bytes); "
+                "delete topics or free space, and produce again"
             )
+
+    def _free_below_reserve(self, size: int) -> int | None:
+        """The bytes free on the data directory's disk if writing `size` more would leave less
+        than the reserve (`min_free_bytes`); None if it would not, or if it cannot be known."""
+        reserve = self.options.min_free_bytes
+        if self._fs is None or self.data_dir is None or reserve <= 0:
+            return None
+        free = self._fs.free_bytes(self.data_dir)
+        return free if free is not None and free - size < reserve else None
 
     def allocate_producer_id(self) -> int:
         """A producer id no one has had, for an idempotent producer (which starts at epoch 0).
@@ -721,3 +736,11 @@ def check_batches(
                 f"behind the broker's clock ({now_ms})"
             )
     return headers
+
+
+def _size(n: int) -> str:
+    """Bytes as a person reads them: 67108864 is "64 MiB"."""
+    for unit, shift in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"

@@ -113,15 +113,3 @@ class BrokerOptions:
             raise InvalidConfigError("min_free_bytes must not be negative")
         if self.group_initial_delay_ms < 0 or self.classic_initial_delay_ms < 0:
             raise InvalidConfigError("group initial delays must not be negative")
-
-    def describe(self) -> str:
-        """The settings in one line, in the units `logbroker serve` takes them (its start log)."""
-        groups = self.group_defaults
-        return (
-            f"fsync={self.fsync} auto_create_topics={self.auto_create_topics} "
-            f"default_partitions={self.default_partitions} min_free_bytes={self.min_free_bytes} "
-            f"groups: ack_timeout={groups.ack_timeout_ms / 1000}s max_deliveries={groups.max_deliveries} "
-            f"session_timeout={groups.session_timeout_ms / 1000}s "
-            f"initial_delay={self.group_initial_delay_ms / 1000}s "
-            f"kafka_initial_delay={self.classic_initial_delay_ms / 1000}s"
-        )

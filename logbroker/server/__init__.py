@@ -2,6 +2,6 @@
 that turn each protocol's requests into calls of the engine (`logbroker.engine`)."""
 
 from logbroker.server.config import ServerConfig, Settings
-from logbroker.server.server import Server, serve
+from logbroker.server.server import Server, serve, serve_settings
 
-__all__ = ["Server", "ServerConfig", "Settings", "serve"]
+__all__ = ["Server", "ServerConfig", "Settings", "serve", "serve_settings"]

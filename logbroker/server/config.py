@@ -16,6 +16,7 @@ answer read the fsync policy from the broker they serve.
 from __future__ import annotations
 
 import logging
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,7 +28,7 @@ from logbroker.broker.options import BrokerOptions, FsyncPolicy
 from logbroker.errors import InvalidConfigError
 from logbroker.security.users import security_dir
 
-__all__ = ["ServerConfig", "Settings"]
+__all__ = ["ServerConfig", "Settings", "format_value"]
 
 
 @attrs.frozen
@@ -95,24 +96,6 @@ class ServerConfig:
     #: How long a graceful shutdown waits for in-flight requests (s).
     shutdown_timeout: float = 10.0
 
-    def describe(self) -> str:
-        """The effective settings, one line (the server logs it at start)."""
-        return (
-            f"max_frame_bytes={self.max_frame_bytes} "
-            f"max_connections={self.max_connections} idle_timeout={self.idle_timeout}s "
-            f"frame_timeout={self.frame_timeout}s max_in_flight={self.max_in_flight} "
-            f"max_output_bytes={self.max_output_bytes} send_timeout={self.send_timeout}s "
-            f"tls={'mutual' if self.tls_client_ca else 'on' if self.tls_cert else 'off'} "
-            f"authenticate={self.authenticate} authorize={self.authorize} "
-            f"quotas: produce={self.quota_produce_bytes or 'none'} fetch={self.quota_fetch_bytes or 'none'} "
-            f"requests={self.quota_requests or 'none'} max_connections_per_ip={self.max_connections_per_ip or 'none'}"
-            + (
-                f" kafka: port={self.kafka_port} advertised_host={self.advertised_kafka_host}"
-                if self.kafka_port >= 0
-                else ""
-            )
-        )
-
     @property
     def advertised_kafka_host(self) -> str:
         if self.kafka_advertised_host:
@@ -165,31 +148,56 @@ class ServerConfig:
             )
 
 
-def _seconds(value: float) -> int:
-    return round(value * 1000)
+@attrs.frozen
+class _BrokerSetting:
+    """One of `serve`'s settings that the broker core owns: the type `serve` takes, how it is
+    read from `BrokerOptions` and how it lands there (durations are seconds in `serve`, fractions
+    allowed, and milliseconds in the core)."""
+
+    kind: type
+    read: Callable[[BrokerOptions], Any]
+    apply: Callable[[BrokerOptions, Any], BrokerOptions]
 
 
-#: The broker core's settings among `serve`'s: name -> (the type `serve` takes, how it lands in
-#: `BrokerOptions`). Durations are seconds here (fractions allowed), milliseconds in the core.
-_BROKER_SETTINGS: dict[str, tuple[type, Callable[[BrokerOptions, Any], BrokerOptions]]] = {
-    "fsync": (str, lambda o, v: attrs.evolve(o, fsync=FsyncPolicy.parse(v))),
-    "auto_create_topics": (bool, lambda o, v: attrs.evolve(o, auto_create_topics=v)),
-    "default_partitions": (int, lambda o, v: attrs.evolve(o, default_partitions=v)),
-    "min_free_bytes": (int, lambda o, v: attrs.evolve(o, min_free_bytes=v)),
-    "default_ack_timeout": (
+def _group_setting(kind: type, field: str, scale: int) -> _BrokerSetting:
+    def apply(options: BrokerOptions, value: Any) -> BrokerOptions:
+        overrides: dict[str, int | None] = {
+            "ack_timeout_ms": None,
+            "max_deliveries": None,
+            "session_timeout_ms": None,
+        }
+        overrides[field] = round(value * scale)
+        return attrs.evolve(options, group_defaults=options.group_defaults.with_overrides(**overrides))
+
+    return _BrokerSetting(kind, lambda o: kind(getattr(o.group_defaults, field) / scale), apply)
+
+
+_BROKER_SETTINGS: dict[str, _BrokerSetting] = {
+    "fsync": _BrokerSetting(
+        str, lambda o: str(o.fsync), lambda o, v: attrs.evolve(o, fsync=FsyncPolicy.parse(v))
+    ),
+    "auto_create_topics": _BrokerSetting(
+        bool, lambda o: o.auto_create_topics, lambda o, v: attrs.evolve(o, auto_create_topics=v)
+    ),
+    "default_partitions": _BrokerSetting(
+        int, lambda o: o.default_partitions, lambda o, v: attrs.evolve(o, default_partitions=v)
+    ),
+    "min_free_bytes": _BrokerSetting(
+        int, lambda o: o.min_free_bytes, lambda o, v: attrs.evolve(o, min_free_bytes=v)
+    ),
+    "default_ack_timeout": _group_setting(float, "ack_timeout_ms", 1000),
+    "default_max_deliveries": _group_setting(int, "max_deliveries", 1),
+    "default_session_timeout": _group_setting(float, "session_timeout_ms", 1000),
+    "group_initial_delay": _BrokerSetting(
         float,
-        lambda o, v: attrs.evolve(o, group_defaults=o.group_defaults.with_overrides(_seconds(v), None, None)),
+        lambda o: o.group_initial_delay_ms / 1000,
+        lambda o, v: attrs.evolve(o, group_initial_delay_ms=round(v * 1000)),
     ),
-    "default_max_deliveries": (
-        int,
-        lambda o, v: attrs.evolve(o, group_defaults=o.group_defaults.with_overrides(None, v, None)),
-    ),
-    "default_session_timeout": (
+    "kafka_group_initial_delay": _BrokerSetting(
         float,
-        lambda o, v: attrs.evolve(o, group_defaults=o.group_defaults.with_overrides(None, None, _seconds(v))),
+        lambda o: o.classic_initial_delay_ms / 1000,
+        lambda o, v: attrs.evolve(o, classic_initial_delay_ms=round(v * 1000)),
     ),
-    "group_initial_delay": (float, lambda o, v: attrs.evolve(o, group_initial_delay_ms=_seconds(v))),
-    "kafka_group_initial_delay": (float, lambda o, v: attrs.evolve(o, classic_initial_delay_ms=_seconds(v))),
 }
 _SERVER_SETTINGS = {field.name: field for field in attrs.fields(ServerConfig)}
 _OWN_SETTINGS: dict[str, type] = {"data_dir": str, "memory": bool, "log_level": str}
@@ -211,7 +219,9 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: Settings | None = None) -> Settings:
-        """Settings from a mapping whose keys are the flag names (dashes or underscores)."""
+        """Settings from a mapping whose keys are the flag names (dashes or underscores), over
+        `base`. A mapping that names a data directory means files, also over a `base` in memory;
+        one that asks for both is refused."""
         base = base or cls()
         own: dict[str, Any] = {}
         broker = base.broker
@@ -221,14 +231,21 @@ class Settings:
             if name in _OWN_SETTINGS:
                 own[name] = _checked(key, value, _OWN_SETTINGS[name])
             elif name in _BROKER_SETTINGS:
-                expected, apply = _BROKER_SETTINGS[name]
+                setting = _BROKER_SETTINGS[name]
                 if name == "fsync" and isinstance(value, FsyncPolicy):
                     value = str(value)
-                broker = apply(broker, _checked(key, value, expected))
+                broker = setting.apply(broker, _checked(key, value, setting.kind))
             elif name in _SERVER_SETTINGS:
                 server[name] = _checked(key, value, type(getattr(base.server, name)))
             else:
                 raise InvalidConfigError(f"unknown setting {key!r}")
+        if own.get("data_dir"):
+            if own.get("memory"):
+                raise InvalidConfigError(
+                    "memory and data_dir exclude each other: keep everything in memory, or in the "
+                    f"directory {own['data_dir']!r}"
+                )
+            own["memory"] = False
         settings = attrs.evolve(base, broker=broker, server=attrs.evolve(base.server, **server), **own)
         if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
             raise InvalidConfigError(
@@ -238,12 +255,32 @@ class Settings:
 
     @classmethod
     def from_toml(cls, path: str) -> Settings:
+        """Settings from a TOML file; its errors name the file."""
         try:
             with open(path, "rb") as f:
                 values = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise InvalidConfigError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_mapping(values)
+        try:
+            return cls.from_mapping(values)
+        except InvalidConfigError as exc:
+            raise InvalidConfigError(f"{path}: {exc.message}") from None
+
+    @staticmethod
+    def names() -> list[str]:
+        """Every setting's name (a TOML key; the flag is `--` and the name with dashes)."""
+        return [*_OWN_SETTINGS, *_BROKER_SETTINGS, *_SERVER_SETTINGS]
+
+    def value(self, name: str) -> Any:
+        """A setting's value as `serve` takes it (durations in seconds), read from its owner."""
+        name = name.replace("-", "_")
+        if name in _OWN_SETTINGS:
+            return getattr(self, name)
+        if name in _BROKER_SETTINGS:
+            return _BROKER_SETTINGS[name].read(self.broker)
+        if name in _SERVER_SETTINGS:
+            return getattr(self.server, name)
+        raise InvalidConfigError(f"unknown setting {name!r}")
 
     @property
     def security_dir(self) -> str:
@@ -260,15 +297,61 @@ class Settings:
         """The server's part, with the security directory resolved against the data directory."""
         return attrs.evolve(self.server, security_dir=self.security_dir)
 
-    def describe(self) -> str:
-        """The effective settings, one line (`serve` logs it at start)."""
-        storage = "memory (nothing survives a restart)" if self.memory else f"files in {self.data_dir}"
-        return f"storage={storage} {self.broker.describe()} {self.server.describe()}"
+    def summary(self) -> list[str]:
+        """What `serve` logs at start about its storage and the settings not at their defaults
+        (the listeners and security are logged once bound and loaded)."""
+        if self.memory:
+            storage = "storage: memory (nothing survives a restart)"
+        else:
+            storage = f"storage: files in {os.path.abspath(self.data_dir)} (fsync={self.broker.fsync})"
+        default = Settings()
+        changed = [
+            f"{name}={format_value(self.value(name))}"
+            for name in self.names()
+            if name not in _SUMMARIZED_ELSEWHERE and self.value(name) != default.value(name)
+        ]
+        if changed:
+            return [storage, f"settings not at their defaults: {' '.join(changed)}"]
+        return [storage, "settings: all at their defaults (`logbroker serve --help` lists them)"]
+
+
+#: Settings the start-up log shows on their own lines (storage, listeners, security).
+_SUMMARIZED_ELSEWHERE = {
+    "data_dir",
+    "memory",
+    "fsync",
+    "log_level",
+    "host",
+    "port",
+    "kafka_port",
+    "kafka_advertised_host",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "authenticate",
+    "authorize",
+    "super_users",
+    "security_dir",
+}
+
+#: How a type is named in an error about a value of the wrong type.
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def format_value(value: Any) -> str:
+    """A setting's value as a person writes it: `on`/`off`, `600` rather than `600.0`."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    return str(value) if value != "" else '""'
 
 
 def _checked(key: str, value: Any, expected: type) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise InvalidConfigError(f"setting {key!r} takes a {expected.__name__}, not {value!r}")
+        raise InvalidConfigError(
+            f"setting {key!r} takes {_KINDS.get(expected, expected.__name__)}, not {value!r}"
+        )
     return value

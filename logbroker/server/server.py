@@ -1,9 +1,14 @@
-"""`Server`: the listener, the connections, the background loops and the graceful shutdown.
+"""`Server`: the listeners, the connections, the background loops and the graceful shutdown;
+and `serve_settings`, the start-up of a broker from its settings.
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(serve, broker, "127.0.0.1", 0)
         ...                          # server.port is the bound port
         server.request_shutdown()    # or SIGINT/SIGTERM in `logbroker serve`
+
+`logbroker serve` and `logbroker.testing` start with `serve_settings`: bind the listeners, then
+open the broker (lock the data directory, recover), then accept; so a port in use fails before
+the data directory is touched.
 
 The server runs an `Engine` over the broker (`logbroker.engine`: the services both protocols
 share) and its front doors: the native protocol's listener (`server.native`) and, with
@@ -13,7 +18,8 @@ Every task belongs to a nursery of `run`: the connections to one, the engine's b
 (flusher, group timer, housekeeping) and the security watch to another around it. A shutdown
 stops accepting, stops reading requests, answers what is in flight (long polls return at once,
 produce acks wait for their fsync), waits up to `shutdown_timeout`, and flushes. Closing the
-broker (which writes the clean-shutdown markers) is left to whoever opened it.
+broker (which writes the clean-shutdown markers) is left to whoever opened it
+(`serve_settings` for the broker it opens).
 """
 
 from __future__ import annotations
@@ -24,18 +30,21 @@ import logging
 import attrs
 import trio
 
+from logbroker import __version__
 from logbroker.broadcast import Broadcast
 from logbroker.broker.broker import Broker
+from logbroker.engine import clock
 from logbroker.engine.engine import Engine
 from logbroker.errors import LogbrokerError
-from logbroker.server.config import ServerConfig
+from logbroker.server.config import ServerConfig, Settings
 from logbroker.server.connection import BaseConnection, peer_name
 from logbroker.server.kafka.connection import KafkaConnection
+from logbroker.server.listeners import Listeners, format_address
 from logbroker.server.native.connection import NativeConnection, refusal
 from logbroker.server.security import Security
 from logbroker.tls import server_context
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "serve", "serve_settings"]
 
 logger = logging.getLogger("logbroker.server")
 
@@ -64,8 +73,7 @@ class Server:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address(self.host, self.port)
 
     def request_shutdown(self) -> None:
         self._shutdown.set()
@@ -79,37 +87,30 @@ class Server:
         """Return once at most `at_most` connections are open."""
         await self._connections_changed.wait_until(lambda: len(self.connections) <= at_most)
 
-    async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until a shutdown; a listener that cannot be opened (a port in use) raises, and
-        leaves nothing open and nothing attached to the broker."""
-        listeners: list[trio.SocketListener] = []
-        kafka_listeners: list[trio.SocketListener] = []
+    async def run(
+        self,
+        listeners: Listeners | None = None,
+        *,
+        task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until a shutdown, on `listeners` (bound already: the server takes them over and
+        closes them) or on listeners it binds from its config. A listener that cannot be opened
+        (a port in use) raises an `OSError` naming it, and leaves nothing open and nothing
+        attached to the broker."""
         try:
-            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
-            self.host, self.port = listeners[0].socket.getsockname()[:2]
-            if self.config.kafka_port >= 0:
-                kafka_listeners = await trio.open_tcp_listeners(self.config.kafka_port, host=self.config.host)
-                self.kafka_port = kafka_listeners[0].socket.getsockname()[1]
-                logger.info(
-                    "Kafka listener on %s:%d (advertised as %s:%d)",
-                    self.config.host,
-                    self.kafka_port,
-                    *self.kafka_address,
-                )
-            await self._serve(listeners, kafka_listeners, task_status)
+            if listeners is None:
+                listeners = await Listeners.bind(self.config)
+            self.host, self.port = listeners.native.host, listeners.native.port
+            if listeners.kafka is not None:
+                self.kafka_port = listeners.kafka.port
+            await self._serve(listeners, task_status)
         finally:
             self.engine.close()
-            with trio.CancelScope(shield=True):
-                for listener in listeners + kafka_listeners:
-                    await listener.aclose()  # closed already after a shutdown: a no-op then
+            if listeners is not None:
+                await listeners.aclose()  # closed already after a shutdown: a no-op then
         logger.info("stopped")
 
-    async def _serve(
-        self,
-        listeners: list[trio.SocketListener],
-        kafka_listeners: list[trio.SocketListener],
-        task_status: trio.TaskStatus[Server],
-    ) -> None:
+    async def _serve(self, listeners: Listeners, task_status: trio.TaskStatus[Server]) -> None:
         async with trio.open_nursery() as background:
             background.start_soon(self.engine.run)
             background.start_soon(self._watch_security)
@@ -119,14 +120,17 @@ class Server:
                 async def accept() -> None:
                     with accepting:
                         async with trio.open_nursery() as acceptors:
-                            for handle, on in (
-                                (self._handle, listeners),
-                                (self._handle_kafka, kafka_listeners),
+                            for handle, listener in (
+                                (self._handle, listeners.native),
+                                (self._handle_kafka, listeners.kafka),
                             ):
-                                if on:
+                                if listener is not None:
                                     acceptors.start_soon(
                                         functools.partial(
-                                            trio.serve_listeners, handle, on, handler_nursery=connections
+                                            trio.serve_listeners,
+                                            handle,
+                                            listener.sockets,
+                                            handler_nursery=connections,
                                         )
                                     )
 
@@ -135,8 +139,7 @@ class Server:
                 await self._shutdown.wait()
                 logger.info("shutting down: answering %d connection(s) in flight", len(self.connections))
                 accepting.cancel()
-                for listener in listeners + kafka_listeners:
-                    await listener.aclose()
+                await listeners.aclose()
                 self.engine.shut_down()
                 for connection in list(self.connections):
                     if connection.principal is None:  # not logged in: nothing worth answering
@@ -242,3 +245,80 @@ async def serve(
     if (config.host, config.port) != (host, port):
         config = attrs.evolve(config, host=host, port=port)
     await Server(broker, config).run(task_status=task_status)
+
+
+async def serve_settings(
+    settings: Settings, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the broker `settings` describe until the server is shut down: the start-up of
+    `logbroker serve` and of `logbroker.testing`'s brokers, written once.
+
+    First every listener is bound, so a port in use fails (an `OSError` naming the listener)
+    before anything in the data directory is touched; then the broker is opened (the data
+    directory locked, every partition recovered) while connections wait in the listeners'
+    backlog; then the server accepts, and `task_status.started` receives it. The broker is
+    closed (sealed, clean-shutdown markers written) once the server has stopped.
+    """
+    for line in [f"logbroker {__version__} starting", *settings.summary()]:
+        logger.info("%s", line)
+    config = settings.server_config()
+    listeners = await Listeners.bind(config)
+    try:
+        logger.info("%s", _describe_listeners(listeners, config))
+        broker = settings.open_broker(now_ms=clock.wall_ms())
+        try:
+            _log_opening(broker)
+            server = Server(broker, config)
+            logger.info("security: %s", server.security.describe())
+            if config.authenticate and not server.security.users.usernames():
+                logger.warning(
+                    "logins are required but %s has no users: add one with `logbroker users add`",
+                    server.security.directory,
+                )
+            await server.run(listeners, task_status=task_status)
+        finally:
+            # Appends are synchronous, so even after a forced stop the logs are consistent:
+            # seal them and mark the clean shutdown.
+            broker.close()
+            logger.info("closed the data directory cleanly" if broker.durable else "stopped the broker")
+    finally:
+        await listeners.aclose()
+
+
+def _describe_listeners(listeners: Listeners, config: ServerConfig) -> str:
+    """One line: each listener's address (and where Kafka clients are sent), and TLS."""
+    parts = [f"{listener.name} {listener.address}" for listener in listeners]
+    kafka = listeners.kafka
+    if kafka is not None and config.advertised_kafka_host != kafka.host:
+        parts[-1] += f" (advertised as {format_address(config.advertised_kafka_host, kafka.port)})"
+    if config.tls_client_ca:
+        tls = "TLS only (1.2 or later), client certificates required"
+    elif config.tls_cert:
+        tls = "TLS only (1.2 or later)"
+    else:
+        tls = "plain TCP"
+    return f"listeners: {', '.join(parts)}; {tls}"
+
+
+def _log_opening(broker: Broker) -> None:
+    """What opening the broker found (recovery, notes), and what its fsync policy risks."""
+    if not broker.durable:
+        logger.warning("memory storage: nothing survives a restart")
+        return
+    for report in broker.recovery:
+        (logger.warning if report.changed_data else logger.info)("recovery: %s", report.summary())
+    for note in broker.notes:
+        logger.warning("%s", note)
+    broker.notes.clear()
+    fsync = broker.options.fsync
+    if fsync.mode == "interval":
+        logger.warning(
+            "fsync=%s: acked records may be lost in a power failure (up to %d ms of them); "
+            "they survive a crash of the process",
+            fsync,
+            fsync.interval_ms,
+        )
+    elif fsync.mode == "never":
+        logger.warning(
+            "fsync=never: acked records may be lost in a power failure; they survive a crash of the process"
+        )

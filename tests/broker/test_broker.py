@@ -316,6 +316,18 @@ def test_a_delete_a_full_disk_interrupted_is_finished_at_the_next_start() -> Non
     reopened.close()
 
 
+def test_a_disk_already_below_the_reserve_at_open_is_a_note_saying_what_is_free() -> None:
+    fs = FaultFileSystem(capacity=3 << 20)
+    roomy = Broker.open("/data", BrokerOptions(min_free_bytes=1 << 20), fs=fs, now_ms=NOW)
+    assert roomy.notes == []
+    roomy.close()
+    tight = Broker.open("/data", BrokerOptions(min_free_bytes=8 << 20), fs=fs, now_ms=NOW)
+    [note] = tight.notes
+    assert note.startswith("only 3 MiB free on the disk of /data, less than the 8 MiB kept")
+    assert "every produce is refused" in note
+    tight.close()
+
+
 def test_produces_stop_at_the_free_space_reserve_and_metadata_still_fits() -> None:
     fs = FaultFileSystem(capacity=300_000)
     broker = Broker.open("/data", BrokerOptions(min_free_bytes=100_000), fs=fs, now_ms=NOW)

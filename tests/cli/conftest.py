@@ -46,12 +46,15 @@ def sample(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
-    """Start `logbroker serve` with more flags, its data in `data_dir` (tmp_path/data by default);
-    whatever still runs after the test is killed."""
+    """Start `logbroker serve` with more flags, its data in `data_dir` (tmp_path/data by default,
+    none with `--memory`); whatever still runs after the test is killed."""
     started: list[ServeProcess] = []
 
     def start(*args: str, data_dir: Path | None = None) -> ServeProcess:
-        process = ServeProcess(*args, data_dir=data_dir or tmp_path / "data")
+        if "--memory" in args:  # serve refuses a data directory with it
+            process = ServeProcess(*(arg for arg in args if arg != "--memory"), memory=True)
+        else:
+            process = ServeProcess(*args, data_dir=data_dir or tmp_path / "data")
         started.append(process)
         return process.start()
 

@@ -276,8 +276,8 @@ def test_config_file_and_bad_settings(serve_process: Serve, run: Run, tmp_path: 
     assert "fsync=never" in log
     config.write_text("no-such-setting = 1\n")
     bad = run("serve", "--config", str(config), "--port", "0")
-    assert bad.returncode == 1 and "unknown setting" in bad.stderr
-    assert run("serve", "--fsync", "sometimes", "--port", "0").returncode == 1
+    assert bad.returncode == 2 and f"{config}: unknown setting 'no-such-setting'" in bad.stderr
+    assert run("serve", "--fsync", "sometimes", "--port", "0").returncode == 2
 
 
 def test_restart_and_kill_9_keep_every_acked_record(serve_process: Serve, run: Run, tmp_path: Path) -> None:
