@@ -157,13 +157,11 @@ class GroupAdmin:
         to: str | int,
         *,
         timestamp: int | None = None,
-        auto_create: bool = False,
         now_ms: int,
     ) -> tuple[list[tuple[int, int]], Durable | None]:
         """Move the group's committed offsets of `topic` to 'earliest', 'latest', an offset, or
         (with `timestamp`) the first record at or after that time; only while the group has no
-        members. Returns (partition, offset) pairs. The topic must exist, or with `auto_create`
-        it is created (`Broker.auto_create_topic`) once the group is found free."""
+        members. Returns (partition, offset) pairs. The topic must exist."""
         check_group_name(group_name)
         classic = self._classic.groups.get(group_name)
         native = self._native.get(group_name)
@@ -173,8 +171,6 @@ class GroupAdmin:
                     f"group {group_name!r} has {len(existing.members)} member(s); "
                     "offsets can only be reset while it has none"
                 )
-        if auto_create:
-            self._broker.auto_create_topic(topic, now_ms=now_ms)
         count = self._broker.partition_count(topic)
         targets = [(p, self._target(topic, p, to, timestamp)) for p in range(count)]
         if classic is not None:

@@ -49,7 +49,6 @@ async def join_group(conn: BaseConnection, request: JoinGroup, payload: bytes) -
         max_deliveries=request.max_deliveries,
         session_timeout_ms=request.session_timeout_ms,
         start=request.start,
-        auto_create=True,
     )
     if conn.principal is not None:  # later requests naming this member must come from it
         conn.security.joined(conn.principal, request.group, joined.member_id)
@@ -124,7 +123,7 @@ async def reset_offsets(conn: BaseConnection, request: ResetOffsets, payload: by
     if request.to is None and request.timestamp is None:
         raise InvalidRequestError("reset offsets needs `to` or `timestamp`")
     result = await conn.engine.groups.reset_offsets(
-        request.group, request.topic, request.to or "earliest", timestamp=request.timestamp, auto_create=True
+        request.group, request.topic, request.to or "earliest", timestamp=request.timestamp
     )
     return (
         ResetOffsetsResponse(
