@@ -96,7 +96,7 @@ async def run_broker(
     *,
     data_dir: str | None = None,
     fsync: str = "always",
-    auto_create_topics: bool = False,
+    auto_create_topics: bool | None = None,
     default_partitions: int = 1,
     **server_settings: Any,
 ) -> AsyncIterator[RunningBroker]:
@@ -104,9 +104,12 @@ async def run_broker(
     `logbroker serve` starts (`serve_settings`: bind, then open the data directory, then accept).
 
     Memory storage unless `data_dir` is given (then the files stay for the test to inspect).
+    `auto_create_topics`: None leaves `serve`'s default (on: producers create missing topics).
     `server_settings` are any other settings `logbroker serve` takes, by their names
     (`logbroker.server.config.Settings`: limits, timeouts, group defaults, `kafka_port`...).
     """
+    if auto_create_topics is not None:
+        server_settings["auto_create_topics"] = auto_create_topics
     settings = Settings.from_mapping(
         {
             "host": "127.0.0.1",
@@ -114,7 +117,6 @@ async def run_broker(
             "memory": data_dir is None,
             "data_dir": data_dir or "",
             "fsync": fsync,
-            "auto_create_topics": auto_create_topics,
             "default_partitions": default_partitions,
             **server_settings,
         }

@@ -372,16 +372,16 @@ class Broker:
     def partition_count(self, name: str) -> int:
         return len(self._topic(name).logs)
 
-    def auto_create_topic(self, name: str, *, now_ms: int) -> None:
-        """Create topic `name` on first use, as Kafka's `auto.create.topics.enable` does: with
-        the default partition count and settings, if it does not exist and the broker's options
-        allow it. Internal names are never created; a name that is not valid raises. Callers say
-        where a request may create its topics (the front doors, per request); nothing else
-        creates one."""
+    def auto_create_topic(self, name: str, *, now_ms: int) -> TopicInfo | None:
+        """Create topic `name` on first produce, as Kafka's `auto.create.topics.enable` does:
+        with the default partition count and settings, if it does not exist and the broker's
+        options allow it. Returns the topic when this call created it, else None. Internal names
+        are never created; a name that is not valid raises. Callers say which requests may
+        create their topics (a producer's, at the front doors); nothing else creates one."""
         if name in self._topics or not self.options.auto_create_topics or is_internal(name):
-            return
+            return None
         check_topic_name(name)
-        self.create_topic(name, now_ms=now_ms)
+        return self.create_topic(name, now_ms=now_ms)
 
     def has_topic(self, name: str) -> bool:
         return name in self._topics

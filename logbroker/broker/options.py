@@ -90,9 +90,11 @@ class BrokerOptions:
 
     #: When appends are fsynced, and so when a produce is acked and what consumers may see.
     fsync: FsyncPolicy = attrs.Factory(FsyncPolicy)
-    #: Requests may create a missing topic by naming it, with `default_partitions` and
-    #: `topic_defaults` (which requests: the front doors' tables of them; Kafka's Metadata).
-    auto_create_topics: bool = False
+    #: A producer may create a missing topic by naming it, with `default_partitions` and
+    #: `topic_defaults`: on by default, as Kafka's `auto.create.topics.enable` (which requests:
+    #: a producer's, at the front doors; a consumer's never create a topic). The one default of
+    #: this setting: `serve` and `logbroker.testing` take it from here.
+    auto_create_topics: bool = True
     #: Partitions of a topic created without a count.
     default_partitions: int = 1
     topic_defaults: TopicConfig = attrs.Factory(TopicConfig)

@@ -124,7 +124,12 @@ def _limit_options(fn: Any) -> Any:
     metavar="always|interval:<ms>|never",
     help="When appends are fsynced." + _default("fsync"),
 )
-@click.option("--auto-create-topics", is_flag=True, default=None, help="Create unknown topics on first use.")
+@click.option(
+    "--auto-create-topics/--no-auto-create-topics",
+    default=None,
+    help="A producer (native or Kafka) creates a missing topic with --default-partitions, as "
+    "Kafka's auto.create.topics.enable; consumers never create one." + _default("auto_create_topics"),
+)
 @click.option(
     "--kafka-port",
     type=click.IntRange(-1, 65535),

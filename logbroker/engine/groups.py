@@ -65,10 +65,9 @@ class Groups:
         max_deliveries: int | None = None,
         session_timeout_ms: int | None = None,
         start: str | int | None = None,
-        auto_create: bool = False,
     ) -> Joined:
-        """A member joins (or updates its subscription); with `auto_create` the topics it
-        names are created if missing, when the broker creates topics on first use."""
+        """A member joins (or updates its subscription) to topics that exist (a consumer never
+        creates a topic)."""
         member_id, state, pending = self._coordinator.membership.join(
             group,
             member_id,
@@ -78,7 +77,6 @@ class Groups:
             max_deliveries=max_deliveries,
             session_timeout_ms=session_timeout_ms,
             start=start,
-            auto_create=auto_create,
             now=clock.monotonic_ms(),
             now_ms=clock.wall_ms(),
         )
@@ -227,19 +225,17 @@ class Groups:
         to: str | int,
         *,
         timestamp: int | None = None,
-        auto_create: bool = False,
         create: bool = True,
         dry_run: bool = False,
     ) -> list[tuple[int, int, int]]:
-        """Move a member-less group's committed offsets of `topic`; (partition, committed
-        before, new offset) triples. See `GroupAdmin.reset_offsets` for `auto_create`, `create`
-        and `dry_run`."""
+        """Move a member-less group's committed offsets of `topic` (which must exist);
+        (partition, committed before, new offset) triples. See `GroupAdmin.reset_offsets` for
+        `create` and `dry_run`."""
         result, pending = self._coordinator.admin.reset_offsets(
             group,
             topic,
             to,
             timestamp=timestamp,
-            auto_create=auto_create,
             create=create,
             dry_run=dry_run,
             now_ms=clock.wall_ms(),

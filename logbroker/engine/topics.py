@@ -3,6 +3,7 @@ up offsets, and the producer ids idempotent producers start from."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from logbroker.broker.broker import TopicInfo
@@ -13,6 +14,8 @@ from logbroker.errors import CorruptRecordError, LogbrokerError
 from logbroker.records.codec import decode_batch
 
 __all__ = ["Topics"]
+
+logger = logging.getLogger("logbroker.topics")
 
 
 class Topics:
@@ -39,10 +42,20 @@ class Topics:
             return None
         return self._broker.create_topic(name, partitions, config, now_ms=clock.wall_ms())
 
-    def auto_create(self, name: str) -> None:
-        """Create `name` if it is missing and the broker creates topics on first use (see
-        `Broker.auto_create_topic`); the front doors call it for what a request may create."""
-        self._broker.auto_create_topic(name, now_ms=clock.wall_ms())
+    def auto_create(self, name: str, *, by: str) -> None:
+        """Create `name` if it is missing and the broker creates topics on first produce (see
+        `Broker.auto_create_topic`); the front doors call it for the topics a producer's request
+        names (`by`: who asked, for the log). Every such creation is logged here, once."""
+        info = self._broker.auto_create_topic(name, now_ms=clock.wall_ms())
+        if info is not None:
+            count = info.partitions
+            logger.info(
+                "created topic %r (%d partition%s) on first produce by %s",
+                name,
+                count,
+                "" if count == 1 else "s",
+                by,
+            )
 
     def alter(
         self,

@@ -157,7 +157,6 @@ class GroupAdmin:
         to: str | int,
         *,
         timestamp: int | None = None,
-        auto_create: bool = False,
         create: bool = True,
         dry_run: bool = False,
         now_ms: int,
@@ -165,9 +164,8 @@ class GroupAdmin:
         """Move the group's committed offsets of `topic` to 'earliest', 'latest', an offset, or
         (with `timestamp`) the first record at or after that time; only while the group has no
         members. Returns (partition, committed before or -1, new offset) triples. The topic must
-        exist, or with `auto_create` it is created (`Broker.auto_create_topic`) once the group is
-        found free. A group that does not exist yet is started at these offsets, unless `create`
-        is False (then `GroupIdNotFoundError`). `dry_run` computes the moves and changes nothing."""
+        exist. A group that does not exist yet is started at these offsets, unless `create` is
+        False (then `GroupIdNotFoundError`). `dry_run` computes the moves and changes nothing."""
         check_group_name(group_name)
         classic = self._classic.groups.get(group_name)
         native = self._native.get(group_name)
@@ -179,8 +177,6 @@ class GroupAdmin:
                 )
         if classic is None and native is None and not create:
             raise GroupIdNotFoundError(f"unknown group {group_name!r}")
-        if auto_create and not dry_run:
-            self._broker.auto_create_topic(topic, now_ms=now_ms)
         count = self._broker.partition_count(topic)
         before = {tp: offset for tp, (offset, _) in self.committed(group_name, None).items()}
         moves = [(p, before.get((topic, p), -1), self._target(topic, p, to, timestamp)) for p in range(count)]

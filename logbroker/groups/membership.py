@@ -180,20 +180,16 @@ class Membership:
         max_deliveries: int | None = None,
         session_timeout_ms: int | None = None,
         start: str | int | None = None,
-        auto_create: bool = False,
         now: int,
         now_ms: int,
     ) -> tuple[str, Group, Durable | None]:
         """Add (or update) a member; returns its id, the group, and what must become durable.
-        The topics must exist, or with `auto_create` they are created
-        (`Broker.auto_create_topic`) once the join is found valid."""
+        The topics must exist: a consumer never creates one."""
         check_group_name(group_name)
         if not topics:
             raise InvalidRequestError("a member subscribes to at least one topic")
         self._claim(group_name)
         for topic in topics:
-            if auto_create:
-                self._broker.auto_create_topic(topic, now_ms=now_ms)
             self._broker.partition_count(topic)  # it exists
             if is_internal(topic):
                 raise InvalidRequestError(f"{topic!r} is internal and cannot be consumed by a group")

@@ -35,7 +35,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import trio
 
@@ -50,7 +50,7 @@ from logbroker.errors import (
 )
 from logbroker.protocol.connection import CLOSED, NEED_DATA
 from logbroker.security.scram import check_username
-from logbroker.server.security import Need, Security
+from logbroker.server.security import ANONYMOUS, Need, Security
 from logbroker.storage.fs import Buffer
 
 if TYPE_CHECKING:
@@ -81,6 +81,9 @@ class SansIOProtocol(Protocol):
 
 
 class BaseConnection(abc.ABC):
+    #: The protocol's name in the log.
+    PROTOCOL: ClassVar[str]
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -123,6 +126,8 @@ class BaseConnection(abc.ABC):
         self.close_reason: str | None = None
         self.peer = peer_name(stream)
         self.host = self.peer.rpartition(":")[0]
+        #: What the client calls itself (native Hello, a Kafka request's header), for the log.
+        self.client_id: str | None = None
 
     async def run(self) -> None:
         """Serve the connection until it closes; never raises for a misbehaving client."""
@@ -214,6 +219,18 @@ class BaseConnection(abc.ABC):
                     await trio.sleep_until(self._muted_until)  # over a quota: slow the client down
                 await self._in_flight.acquire()
                 self._dispatch(event, nursery)
+
+    @property
+    def requester(self) -> str:
+        """Who sends this connection's requests, for the log: protocol, client id, address and
+        principal (when it logged in or showed a certificate)."""
+        who = f"{self.PROTOCOL} client"
+        if self.client_id:
+            who += f" {self.client_id!r}"
+        who += f" at {self.peer}"
+        if self.principal is not None and self.principal != ANONYMOUS:
+            who += f" ({self.principal})"
+        return who
 
     # -- security ------------------------------------------------------------------------------
 

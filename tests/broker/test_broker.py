@@ -174,17 +174,18 @@ def test_timestamps_in_the_past_are_refused_only_when_configured(broker: Broker)
 
 
 def test_auto_create_topic_creates_a_missing_topic_with_the_defaults_when_the_broker_allows_it() -> None:
-    broker = Broker.in_memory(BrokerOptions(auto_create_topics=True, default_partitions=2), now_ms=NOW)
-    broker.auto_create_topic("fresh", now_ms=NOW)
+    broker = Broker.in_memory(BrokerOptions(default_partitions=2), now_ms=NOW)  # on by default
+    created = broker.auto_create_topic("fresh", now_ms=NOW)
+    assert created is not None and (created.name, created.partitions) == ("fresh", 2)
     broker.produce("fresh", 1, batch(1), now_ms=NOW)
     assert broker.describe_topic("fresh").partitions == 2
-    broker.auto_create_topic("fresh", now_ms=NOW)  # exists: nothing happens
+    assert broker.auto_create_topic("fresh", now_ms=NOW) is None  # exists: nothing happens
     with pytest.raises(InvalidTopicError):
         broker.auto_create_topic("bad name", now_ms=NOW)
-    broker.auto_create_topic("__internal", now_ms=NOW)
+    assert broker.auto_create_topic("__internal", now_ms=NOW) is None
     assert not broker.has_topic("__internal")
     off = Broker.in_memory(BrokerOptions(auto_create_topics=False), now_ms=NOW)
-    off.auto_create_topic("fresh", now_ms=NOW)
+    assert off.auto_create_topic("fresh", now_ms=NOW) is None
     assert not off.has_topic("fresh")
 
 

@@ -102,7 +102,7 @@ def test_consume_from_positions(run: Run, serve_process: Serve) -> None:
 
 
 def test_errors_are_one_line_and_exit_1(run: Run, serve_process: Serve) -> None:
-    server = serve_process()
+    server = serve_process("--no-auto-create-topics")  # so that a produce of a missing topic fails
     env = {"LOGBROKER_BOOTSTRAP": server.address}
     for args, message in [
         (("topics", "create", "bad name"), "invalid topic name"),

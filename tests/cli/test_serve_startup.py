@@ -218,9 +218,6 @@ def test_help_shows_the_default_of_every_option_as_its_owner_holds_it(run: Run) 
     entries = help_entries(shown.stdout)
     options = {opt for param in serve.params for opt in param.opts if opt.startswith("--")}
     assert options <= set(entries)
-    # --auto-create-topics is being reworked into --auto-create-topics/--no-auto-create-topics
-    # (issue 14, point 1), with its own help.
-    options -= {"--auto-create-topics"}
     for option in options:
         assert "[default: " in entries[option], option
     defaults = Settings()
@@ -231,6 +228,7 @@ def test_help_shows_the_default_of_every_option_as_its_owner_holds_it(run: Run) 
             assert f"[default: {format_value(value)}]" in entries[option], option
     assert "[default: 16777216]" in entries["--max-frame-bytes"]  # 16 MiB, as the README says
     assert "[default: off]" in entries["--kafka-port"] and "[default: always]" in entries["--fsync"]
+    assert "[default: on]" in entries["--auto-create-topics"]
 
 
 # -- the start-up log -------------------------------------------------------------------------

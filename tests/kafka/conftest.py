@@ -17,7 +17,6 @@ KAFKA_SETTINGS = {
     "kafka_port": 0,
     "kafka_group_initial_delay": 0.0,
     "kafka_min_session_timeout": 0.5,
-    "auto_create_topics": True,
 }
 
 

@@ -120,6 +120,25 @@ def test_groups_split_rebalance_commit_resume_and_fan_out(kafka_broker: RunningB
     audit.close()
 
 
+def test_a_producer_flush_succeeds_on_a_missing_topic_which_it_creates(kafka_broker: RunningBroker) -> None:
+    produce(kafka_broker, "fresh", [(b"k1", b"hello")])
+    assert kafka_broker.broker.describe_topic("fresh").partitions == 1
+    reader = consumer(kafka_broker, "readers", "fresh")
+    got = drain(reader, 1)
+    reader.close()
+    assert got == [(0, 0, b"k1", b"hello")]
+
+
+def test_a_consumer_of_a_missing_topic_creates_nothing(kafka_broker: RunningBroker) -> None:
+    reader = consumer(kafka_broker, "readers", "missing")
+    try:
+        with pytest.raises(KafkaException, match="UNKNOWN_TOPIC_OR_PART"):  # what Kafka answers
+            drain(reader, 1)
+    finally:
+        reader.close()
+    assert not kafka_broker.broker.has_topic("missing")
+
+
 def test_admin_create_describe_delete(kafka_broker: RunningBroker) -> None:
     admin = AdminClient({"bootstrap.servers": kafka_broker.kafka_address})
     admin.create_topics([NewTopic("configured", 2, 1, config={"retention.ms": "60000"})])[
@@ -143,6 +162,7 @@ def test_admin_describes_the_broker_with_kafka_names(kafka_broker: RunningBroker
     assert configs["log.roll.ms"] == "604800000"
     assert configs["message.max.bytes"] == "1048588"
     assert configs["default.replication.factor"] == "1"
+    assert configs["auto.create.topics.enable"] == "true"  # Kafka's default, and serve's
     assert not any(name.startswith("log.log.") for name in configs)
 
 

@@ -1,4 +1,5 @@
-"""kcat (librdkafka's command-line client): -L, -P, -C and -G against the Kafka listener.
+"""kcat (librdkafka's command-line client): -L, -P, -C and -G against the Kafka listener, and
+the README's kcat lines against `logbroker serve` started as the README starts it.
 
 CI installs kcat from Debian (`.ci/run`); elsewhere these tests are skipped without it.
 """
@@ -6,21 +7,25 @@ CI installs kcat from Debian (`.ci/run`); elsewhere these tests are skipped with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import trio
 
 import logbroker
-from logbroker.testing import RunningBroker
+from logbroker.testing import RunningBroker, ServeProcess
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kcat") is None and not os.environ.get("CI"), reason="kcat is not installed (CI installs it)"
 )
 
 
-def kcat(broker: RunningBroker, *args: str, input: str | None = None, timeout: float = 30) -> str:
+def kcat(
+    broker: RunningBroker | ServeProcess, *args: str, input: str | None = None, timeout: float = 30
+) -> str:
     done = subprocess.run(
         ["kcat", "-b", broker.kafka_address, *args],
         input=input,
@@ -83,3 +88,38 @@ def test_balanced_consumer_commits(kafka_broker: RunningBroker) -> None:
 
     rows = native(kafka_broker, lambda client: client.group_offsets("kcat-group"))
     assert sum(r.committed for r in rows) == 30  # committed as it left
+
+
+def test_serve_with_no_flag_lets_kcat_produce_to_a_missing_topic_and_logs_its_creation_once() -> None:
+    with ServeProcess(kafka=True) as server:
+        kcat(server, "-P", "-t", "greetings", "-K", ":", input="k1:hello\nk2:world\n")
+        kcat(server, "-P", "-t", "greetings", input="again\n")  # a second producer: it exists now
+        consumed = kcat(server, "-C", "-t", "greetings", "-e", "-f", "%s\\n")
+        assert consumed.split() == ["hello", "world", "again"]
+        code, log = server.stop()
+    assert code == 0
+    created = [line for line in log.splitlines() if "created topic" in line]
+    assert len(created) == 1, log
+    assert " INFO " in created[0]
+    expected = "created topic 'greetings' (1 partition) on first produce by Kafka client 'rdkafka' at "
+    assert expected in created[0]
+
+
+def test_the_readmes_kcat_lines_print_the_records_they_produced() -> None:
+    """The README's broker (`serve` with no flag but the Kafka port) and its kcat lines as
+    written; the group's line runs until interrupted there, so `-e` ends it here."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Kafka clients", 1)[1]
+    lines = re.findall(r"```sh\n(.*?)```", section, re.S)[0].strip().splitlines()
+    outputs = []
+    with ServeProcess(kafka=True) as server:
+        for line in lines:
+            command = line.split("  #")[0].strip().replace("127.0.0.1:9092", server.kafka_address)
+            if " -G " in command:
+                command += " -e"
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, (command, done.stderr)
+            outputs.append(done.stdout)
+    listing, produced, consumed, grouped = outputs
+    assert "broker 0 at" in listing and produced == ""
+    assert consumed.split() == grouped.split() == ["hello", "world"]

@@ -20,13 +20,15 @@ from logbroker.errors import (
     InvalidTopicError,
     TopicAuthorizationFailedError,
     UnknownMemberIdError,
+    UnknownTopicOrPartitionError,
 )
-from logbroker.kafka.apis import CREATE_TOPICS, DESCRIBE_CONFIGS, INIT_PRODUCER_ID, METADATA
+from logbroker.kafka.apis import CREATE_TOPICS, DESCRIBE_CONFIGS, INIT_PRODUCER_ID, METADATA, PRODUCE
 from logbroker.protocol.messages import CommitOffset, FetchPartition, GroupPoll, Heartbeat, LeaveGroup, Nack
+from logbroker.records.codec import encode_batch
 from logbroker.security.acls import AclRule, AclStore
 from logbroker.testing import BrokerThread, RunningBroker, run_broker
 
-from ..kafka.wire import Wire
+from ..kafka.wire import Wire, produce_body
 from .conftest import USERS, login_settings
 from .test_quotas_enforced import kafka_login as kafka_scram_login
 
@@ -353,30 +355,33 @@ async def test_a_member_id_is_no_key_to_another_principals_records(
 
 
 async def test_requests_that_would_auto_create_need_create(security_dir: str) -> None:
-    """Found in review: with auto-creation on, a fetch, list-offsets, join or produce created
-    topics the principal had no create right for."""
+    """Found in review: with auto-creation on, a produce created topics the principal had no
+    create right for. (A consumer's requests create no topic, create right or not.)"""
     store = AclStore(security_dir)
     for operation in ("read", "write", "describe"):
         store.add(rule(operation, "topic", "r.", "prefix"))
     store.add(rule("read", "group", "g"))
     store.add(rule("write", "topic", "dlq.g.", "prefix"))
-    settings = login_settings(security_dir, authorize=True, kafka_port=-1, auto_create_topics=True)
+    settings = login_settings(security_dir, authorize=True, kafka_port=-1)
     async with run_broker(group_initial_delay=0.0, **settings) as broker, await as_alice(broker) as alice:
-        attempts: list[Callable[[], Awaitable[Any]]] = [
+        producing: list[Callable[[], Awaitable[Any]]] = [
             lambda: alice.produce("r.by-produce", [b"x"]),
-            lambda: alice.list_offset("r.by-list-offsets", 0, "latest"),
             lambda: alice.describe_topic("r.by-describe", allow_auto_create=True),
-            lambda: alice.fetch([FetchPartition("r.by-fetch", 0, 0)], max_wait_ms=0),
         ]
-        for attempt in attempts:
+        for attempt in producing:
             with pytest.raises(TopicAuthorizationFailedError, match="may not create"):
                 await attempt()
-        with pytest.raises(TopicAuthorizationFailedError, match="may not create"):
-            async with alice.group_consumer("g", "r.by-join"):
-                pass
         assert [t.name for t in broker.broker.list_topics()] == []
         store.add(rule("create", "topic", "r.", "prefix"))
         broker.server.security.refresh()
+        with pytest.raises(UnknownTopicOrPartitionError):
+            await alice.list_offset("r.by-list-offsets", 0, "latest")
+        fetched, _ = await alice.fetch([FetchPartition("r.by-fetch", 0, 0)], max_wait_ms=0)
+        assert fetched.partitions[0].error_code == UnknownTopicOrPartitionError.code
+        with pytest.raises(UnknownTopicOrPartitionError):
+            async with alice.group_consumer("g", "r.by-join"):
+                pass
+        assert [t.name for t in broker.broker.list_topics()] == []
         await alice.produce("r.by-produce", [b"x"])  # now it may
         assert broker.broker.has_topic("r.by-produce")
 
@@ -525,6 +530,22 @@ def test_kafka_metadata_creates_nothing_when_one_missing_topic_may_not_be_create
         assert [(t["name"], t["error_code"], len(t["partitions"])) for t in answer["topics"]] == [
             ("m.ok", 0, 1)
         ]
+
+
+def test_a_kafka_produce_creates_a_missing_topic_only_for_a_principal_that_may_create_it(
+    security_dir: str,
+) -> None:
+    store = AclStore(security_dir)
+    store.add(rule("write", "topic", "p.", "prefix"))
+    store.add(rule("create", "topic", "p.mine"))
+    with BrokerThread(**login_settings(security_dir, authorize=True)) as broker, Wire(broker) as wire:
+        kafka_scram_login(wire, "alice")
+        codes = {}
+        for name in ("p.theirs", "p.mine"):
+            answer = wire.call(PRODUCE, 7, produce_body(name, 0, encode_batch([b"x"])))
+            codes[name] = answer["responses"][0]["partition_responses"][0]["error_code"]
+        assert codes == {"p.theirs": TopicAuthorizationFailedError.code, "p.mine": 0}
+        assert [t.name for t in broker.broker.list_topics()] == ["p.mine"]
 
 
 def test_kafka_init_producer_id_checks_the_write_right_before_the_transactional_id(security_dir: str) -> None:

@@ -93,7 +93,7 @@ async def test_bad_produces_get_clear_errors_and_the_connection_goes_on() -> Non
 
 async def test_an_unexpected_error_in_a_produce_fails_only_that_request(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    async with run_broker(data_dir=str(data), auto_create_topics=True) as broker:
+    async with run_broker(data_dir=str(data)) as broker:
         (data / "foo-0").write_bytes(b"a stray file where a partition directory would go")
         async with await logbroker.connect(broker.address) as client:
             with pytest.raises(LogbrokerError, match="internal error"):
@@ -103,7 +103,7 @@ async def test_an_unexpected_error_in_a_produce_fails_only_that_request(tmp_path
 
 
 async def test_acks_zero_gets_no_response() -> None:
-    async with run_broker() as broker, await RawClient.open(broker.port) as raw:
+    async with run_broker(auto_create_topics=False) as broker, await RawClient.open(broker.port) as raw:
         await raw.send(Produce("t", 0, acks=0), batch(1))  # an unknown topic: no answer either
         await raw.send(Hello("after"))
         response = await raw.receive()

@@ -78,6 +78,17 @@ def test_the_fsync_setting_belongs_to_the_broker_options_only() -> None:
     assert not hasattr(settings.server, "default_partitions")
 
 
+def test_auto_creation_has_one_default_on_which_serve_and_the_embedded_brokers_take() -> None:
+    assert BrokerOptions().auto_create_topics is True  # Kafka's auto.create.topics.enable
+    assert Settings().broker.auto_create_topics is True
+    assert Settings.from_mapping({"auto-create-topics": False}).broker.auto_create_topics is False
+    assert not hasattr(Settings().server, "auto_create_topics")
+    with BrokerThread() as running:
+        assert running.broker.options.auto_create_topics is True
+    with BrokerThread(auto_create_topics=False) as running:
+        assert running.broker.options.auto_create_topics is False
+
+
 def test_log_level_takes_every_level_logging_knows_in_any_case() -> None:
     for level in ("debug", "INFO", "warn", "Error", "critical"):
         assert Settings.from_mapping({"log_level": level}).log_level == level

@@ -63,6 +63,8 @@ class _Slot:
 
 
 class KafkaConnection(BaseConnection):
+    PROTOCOL = "Kafka"
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -77,6 +79,7 @@ class KafkaConnection(BaseConnection):
         self._advancing = False
 
     def _dispatch(self, event: KafkaRequest | UnsupportedRequest, nursery: trio.Nursery) -> None:
+        self.client_id = event.client_id  # each request names its client
         if isinstance(event, UnsupportedRequest):
             if event.api_key == API_VERSIONS.key:
                 self._fill(self._slot(), [self._kafka.api_versions_fallback(event, served_versions())])

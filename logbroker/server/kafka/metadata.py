@@ -33,8 +33,9 @@ def metadata(conn: BaseConnection, request: KafkaRequest) -> Body:
     """The broker, and each topic asked for (every topic when none is named) with its
     partitions. Checked per topic: a topic named that the principal may not describe is answered
     with TOPIC_AUTHORIZATION_FAILED after the others, one it may not describe is left out of an
-    all-topics answer. The one Kafka request that creates topics: when the client allows it,
-    the broker creates topics on first use, and the principal may create every missing topic it
+    all-topics answer. It creates the missing topics it names (as a Produce does) when the
+    client allows it (producers do; consumers ask with allow_auto_topic_creation=false), the
+    broker creates topics on first produce, and the principal may create every missing topic it
     names (one it may not turns auto-creation off for the whole request)."""
     body = request.body
     engine = conn.engine
@@ -60,7 +61,7 @@ def metadata(conn: BaseConnection, request: KafkaRequest) -> Body:
             if not engine.topics.exists(name):
                 check_topic_name(name)
                 if create:
-                    engine.topics.auto_create(name)
+                    engine.topics.auto_create(name, by=conn.requester)
             count = engine.topics.partition_count(name)
         except Exception as exc:
             topics.append({"error_code": code_of(exc), "name": name, "is_internal": False, "partitions": []})

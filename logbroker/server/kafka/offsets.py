@@ -43,7 +43,7 @@ def list_offsets(conn: BaseConnection, request: KafkaRequest) -> Body:
             try:
                 if asked[(name, index)] > 1:
                     raise InvalidRequestError(f"partition {index} of {name!r} is asked for twice")
-                if not topics.exists(name):  # only Metadata creates topics, as in Kafka
+                if not topics.exists(name):  # a consumer's request never creates a topic
                     raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
                 if stamp in (_LATEST, _EARLIEST):
                     part["offset"] = topics.list_offset(

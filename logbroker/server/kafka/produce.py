@@ -1,10 +1,15 @@
 """Kafka's Produce: each partition's batch is appended the moment the request is read (in
 arrival order), and the answer waits until the appends are as durable as the fsync policy says.
 
+A topic that does not exist is created with the default partition count when the broker
+creates topics on first produce and the principal may create it (as a Metadata request that
+allows auto-creation would have); otherwise its partitions are answered UNKNOWN_TOPIC_OR_PARTITION
+(or TOPIC_AUTHORIZATION_FAILED, for a principal that may not create it).
+
 Refused with an error code per partition, never by closing the connection: message formats 0
 and 1 (Produce before v3), acks other than 0, 1, -1, transactions (not served), a topic the
-principal may not write, a topic that does not exist (only Metadata creates topics, as in
-Kafka), and anything the broker core refuses. acks=0 is never answered, whatever happened.
+principal may not write or create, a topic that does not exist and is not created, and anything
+the broker core refuses. acks=0 is never answered, whatever happened.
 """
 
 from __future__ import annotations
@@ -57,9 +62,8 @@ def produce(conn: BaseConnection, request: KafkaRequest) -> Awaitable[Body] | No
                 results.append((name, index, denied))
                 continue
             try:
-                if not engine.topics.exists(name):
-                    raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
                 headers = _one_batch(records, request.version)
+                _create_if_missing(conn, name)
                 results.append((name, index, engine.produce.append(name, index, records, headers=headers)))
             except Exception as exc:
                 results.append((name, index, exc))
@@ -89,6 +93,20 @@ def produce(conn: BaseConnection, request: KafkaRequest) -> Awaitable[Body] | No
         }
 
     return acked()
+
+
+def _create_if_missing(conn: BaseConnection, name: str) -> None:
+    """Create topic `name` for this producer if it is missing and the broker creates topics on
+    first produce; raises why not (auto-creation off, no create right, a name not valid)."""
+    topics = conn.engine.topics
+    if topics.exists(name):
+        return
+    if not topics.options.auto_create_topics:
+        raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+    denied = conn.denied("create", "topic", name)
+    if denied is not None:
+        raise denied
+    topics.auto_create(name, by=conn.requester)
 
 
 def produce_error(body: Body, code: int, message: str | None = None) -> Body:

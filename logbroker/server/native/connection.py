@@ -25,6 +25,8 @@ requests_logger = logging.getLogger("logbroker.requests")
 
 
 class NativeConnection(BaseConnection):
+    PROTOCOL = "native"
+
     def __init__(
         self, stream: trio.abc.Stream, engine: Engine, config: ServerConfig, security: Security
     ) -> None:

@@ -67,9 +67,9 @@ class Endpoint:
     handle: Handler
     #: (operation, resource type, name) the ACLs must allow before any work is done.
     needs: Callable[[Any], list[Need]] = _nothing
-    #: Topics the request may create on first use, when the broker creates topics: the ACLs
-    #: must then allow `create` on those missing; its handler creates them once it found the
-    #: request valid.
+    #: Topics the request may create on first use, when the broker creates topics (a
+    #: producer's requests only: a consumer's never create one): the ACLs must then allow
+    #: `create` on those missing; its handler creates them once it found the request valid.
     creates: Callable[[Any], list[str]] = _nothing
     #: Part of the login itself (Hello and SASL): taken before a login, not counted by quotas.
     login: bool = False
@@ -116,9 +116,7 @@ ENDPOINTS: dict[type[Message], Endpoint] = {
         lambda r: [("describe", "topic", r.name)],
         creates=lambda r: [r.name] if r.allow_auto_create else [],  # a producer looking its topic up
     ),
-    ListOffsets: Endpoint(
-        topics.list_offsets, lambda r: [("describe", "topic", r.topic)], creates=lambda r: [r.topic]
-    ),
+    ListOffsets: Endpoint(topics.list_offsets, lambda r: [("describe", "topic", r.topic)]),
     Produce: Endpoint(
         records.produce,
         lambda r: [("write", "topic", r.topic)],
@@ -128,11 +126,8 @@ ENDPOINTS: dict[type[Message], Endpoint] = {
     Fetch: Endpoint(
         records.fetch,
         lambda r: [("read", "topic", t) for t in dict.fromkeys(p.topic for p in r.partitions)],
-        creates=lambda r: list(dict.fromkeys(p.topic for p in r.partitions)),
     ),
-    JoinGroup: Endpoint(
-        groups.join_group, _join_needs, creates=lambda r: list(dict.fromkeys(r.topics)), member=True
-    ),
+    JoinGroup: Endpoint(groups.join_group, _join_needs, member=True),
     LeaveGroup: Endpoint(groups.leave_group, _group, member=True),
     Heartbeat: Endpoint(groups.heartbeat, _group, member=True),
     GroupPoll: Endpoint(groups.poll, _group, member=True),
@@ -143,7 +138,6 @@ ENDPOINTS: dict[type[Message], Endpoint] = {
     ResetOffsets: Endpoint(
         groups.reset_offsets,
         lambda r: [("alter", "group", r.group), ("describe", "topic", r.topic)],
-        creates=lambda r: [r.topic],
     ),
     ListGroups: Endpoint(groups.list_groups),
     DescribeGroup: Endpoint(groups.describe_group, lambda r: [("describe", "group", r.group)]),

@@ -49,7 +49,6 @@ async def join_group(conn: BaseConnection, request: JoinGroup, payload: bytes) -
         max_deliveries=request.max_deliveries,
         session_timeout_ms=request.session_timeout_ms,
         start=request.start,
-        auto_create=True,
     )
     if conn.principal is not None:  # later requests naming this member must come from it
         conn.security.joined(conn.principal, request.group, joined.member_id)
@@ -128,7 +127,6 @@ async def reset_offsets(conn: BaseConnection, request: ResetOffsets, payload: by
         request.topic,
         request.to or "earliest",
         timestamp=request.timestamp,
-        auto_create=True,
         create=request.create,
         dry_run=request.dry_run,
     )

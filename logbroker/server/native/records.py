@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from logbroker.engine.fetch import FetchWant
-from logbroker.errors import InvalidRequestError, LogbrokerError
+from logbroker.errors import InvalidRequestError
 from logbroker.protocol.messages import (
     Fetch,
     FetchedPartition,
@@ -26,7 +26,7 @@ def produce(conn: BaseConnection, request: Produce, payload: bytes) -> Awaitable
     conn.charge_produce(len(payload))
     if request.acks not in (-1, 0, 1):
         raise InvalidRequestError(f"acks must be 0, 1 or -1, not {request.acks}")
-    engine.topics.auto_create(request.topic)
+    engine.topics.auto_create(request.topic, by=conn.requester)
     result = engine.produce.append(request.topic, request.partition, payload)
     if request.acks == 0:
         return None
@@ -41,23 +41,15 @@ def produce(conn: BaseConnection, request: Produce, payload: bytes) -> Awaitable
 
 
 async def fetch(conn: BaseConnection, request: Fetch, payload: bytes) -> Reply:
-    """Every requested partition, each with its own error; waits (long poll) until `min_bytes`
-    are there. At most `max_bytes` of the request, `max_fetch_bytes` of the server and what the
-    connection's output queue may take, except that a partition's first batch comes whole."""
+    """Every requested partition, each with its own error (a topic that does not exist too: a
+    fetch never creates one); waits (long poll) until `min_bytes` are there. At most `max_bytes`
+    of the request, `max_fetch_bytes` of the server and what the connection's output queue may
+    take, except that a partition's first batch comes whole."""
     if request.max_bytes < 0 or request.min_bytes < 0 or request.max_wait_ms < 0:
         raise InvalidRequestError("max_bytes, min_bytes and max_wait_ms must not be negative")
-    refused: dict[str, LogbrokerError] = {}
-    for topic in dict.fromkeys(p.topic for p in request.partitions):
-        try:
-            conn.engine.topics.auto_create(topic)
-        except LogbrokerError as exc:  # a bad name: answered for its partitions only
-            refused[topic] = exc
     async with conn.output_budget() as budget:
         parts = await conn.engine.fetch.fetch(
-            [
-                FetchWant(p.topic, p.partition, p.offset, p.max_bytes, refused.get(p.topic))
-                for p in request.partitions
-            ],
+            [FetchWant(p.topic, p.partition, p.offset, p.max_bytes) for p in request.partitions],
             max_bytes=min(request.max_bytes, conn.config.max_fetch_bytes, budget),
             min_bytes=max(request.min_bytes, 1),
             max_wait_ms=request.max_wait_ms,

@@ -22,6 +22,7 @@ Reply = tuple[Message, bytes]
 
 
 def hello(conn: BaseConnection, request: Hello, payload: bytes) -> Reply:
+    conn.client_id = request.client_id
     broker = conn.engine.broker
     return (
         HelloResponse(

@@ -57,12 +57,11 @@ def list_topics(conn: BaseConnection, request: ListTopics, payload: bytes) -> Re
 
 def describe_topic(conn: BaseConnection, request: DescribeTopic, payload: bytes) -> Reply:
     if request.allow_auto_create:  # a producer looking its topic up: it may create it
-        conn.engine.topics.auto_create(request.name)
+        conn.engine.topics.auto_create(request.name, by=conn.requester)
     return _description(DescribeTopicResponse, conn.engine.topics.describe(request.name)), b""
 
 
 def list_offsets(conn: BaseConnection, request: ListOffsets, payload: bytes) -> Reply:
-    conn.engine.topics.auto_create(request.topic)
     offset = conn.engine.topics.list_offset(request.topic, request.partition, request.spec)
     return ListOffsetsResponse(offset=-1 if offset is None else offset), b""
 
