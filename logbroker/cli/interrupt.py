@@ -2,7 +2,8 @@
 
 The first signal asks the command to finish: what runs inside `Interrupt.stoppable()` (reading
 input, waiting for records) is cancelled, and the command winds down within its own bounds
-(flush what was read, commit what was printed, leave the group). A second signal cancels the
+(flush what was read, commit what was printed, leave the group; `Interrupt.wait()` tells it
+when). A second signal cancels the
 rest at once. Either way the command then says what it completed and exits 128 + the signal's
 number: 130 for SIGINT, 143 for SIGTERM (DESIGN §7).
 
@@ -35,6 +36,7 @@ class Interrupt:
         #: The first signal received, if any.
         self.signal: int | None = None
         self._stoppable: set[trio.CancelScope] = set()
+        self._came: trio.Event | None = None
 
     @property
     def requested(self) -> bool:
@@ -57,6 +59,11 @@ class Interrupt:
             finally:
                 self._stoppable.discard(scope)
 
+    async def wait(self) -> None:
+        """Return once the first signal came (for work that winds down its own way)."""
+        assert self._came is not None, "use it inside Interrupt.run"
+        await self._came.wait()
+
     async def unless_stopped(self, fn: Callable[..., Awaitable[T]], *args: object) -> T | None:
         """`await fn(*args)`, or None if a signal stops it (or came before)."""
         result = None
@@ -74,6 +81,7 @@ class Interrupt:
             self.signal = self.signal or signal.SIGINT
 
     async def _main(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        self._came = trio.Event()
         async with trio.open_nursery() as nursery:
             await nursery.start(self._watch, nursery.cancel_scope)
             await fn(self, *args)
@@ -87,6 +95,8 @@ class Interrupt:
                     self.signal = signum
                     for scope in list(self._stoppable):
                         scope.cancel()
+                    assert self._came is not None
+                    self._came.set()
                 else:
                     everything.cancel()
                     return

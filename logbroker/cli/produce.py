@@ -11,6 +11,7 @@ import click
 import trio
 
 from logbroker.client.client import Client
+from logbroker.client.producer import Producer
 from logbroker.errors import ConnectionClosedError, LogbrokerError
 
 from .common import bootstrap_option, connect
@@ -191,7 +192,7 @@ async def _produce(
         producer = client.producer(delivery_timeout=patience, request_timeout=patience)
         try:
             with trio.CancelScope() as wind_down:
-                async with producer, trio.open_nursery() as nursery:
+                async with trio.open_nursery() as watchers:
 
                     async def stop_on_failure() -> None:
                         # A delivery that failed for --timeout ends the command at once, even
@@ -199,29 +200,58 @@ async def _produce(
                         await producer.failure.wait()
                         wind_down.cancel()
 
-                    nursery.start_soon(stop_on_failure)
-                    number = 0
-                    with interrupt.stoppable():
-                        async with aclosing(_lines(path)) as lines:
-                            async for line in lines:
-                                number += 1
-                                record_key = fixed_key
-                                value = line
-                                if separator is not None:
-                                    record_key, sep, value = line.partition(separator)
-                                    if not sep:
-                                        state.bad_line = number
-                                        break
-                                state.read += 1
-                                await producer.send(
-                                    topic, value, key=record_key, headers=headers, partition=partition
-                                )
-                    if interrupt.requested:
-                        # What was read gets a short, bounded chance to be acked (the producer
-                        # flushes it on the way out of its block); a second signal ends it at once.
-                        wind_down.deadline = trio.current_time() + min(_GRACE, patience)
-                    nursery.cancel_scope.cancel()
+                    async def bound_on_signal() -> None:
+                        # Reading stops at the first signal; what was read gets a short, bounded
+                        # chance to be acked (the producer flushes it on the way out of its
+                        # block); a second signal ends it at once.
+                        await interrupt.wait()
+                        grace = min(_GRACE, patience)
+                        wind_down.deadline = min(wind_down.deadline, trio.current_time() + grace)
+                        waiting = state.read - producer.acked - producer.failed
+                        if waiting > 0:
+                            click.echo(
+                                f"interrupted: waiting up to {grace:g} s for {waiting} message(s) to be "
+                                "acked (interrupt again to stop now)",
+                                err=True,
+                            )
+
+                    watchers.start_soon(stop_on_failure)
+                    watchers.start_soon(bound_on_signal)
+                    async with producer:
+                        await _send_lines(
+                            interrupt, producer, topic, fixed_key, separator, headers, partition, path, state
+                        )
+                    watchers.cancel_scope.cancel()
         finally:
             state.acked = producer.acked
         if producer.first_error is not None and not interrupt.requested:
             raise producer.first_error
+
+
+async def _send_lines(
+    interrupt: Interrupt,
+    producer: Producer,
+    topic: str,
+    fixed_key: bytes | None,
+    separator: bytes | None,
+    headers: list[tuple[str, bytes]],
+    partition: int | None,
+    path: str | None,
+    state: _State,
+) -> None:
+    """Each line, as a message, until the input ends, a line lacks the key separator, or a
+    signal comes."""
+    number = 0
+    with interrupt.stoppable():
+        async with aclosing(_lines(path)) as lines:
+            async for line in lines:
+                number += 1
+                key = fixed_key
+                value = line
+                if separator is not None:
+                    key, sep, value = line.partition(separator)
+                    if not sep:
+                        state.bad_line = number
+                        return
+                state.read += 1
+                await producer.send(topic, value, key=key, headers=headers, partition=partition)
