@@ -3,9 +3,8 @@
 The first signal asks the command to finish: what runs inside `Interrupt.stoppable()` (reading
 input, waiting for records) is cancelled, and the command winds down within its own bounds
 (flush what was read, commit what was printed, leave the group; `Interrupt.wait()` tells it
-when). A second signal cancels the
-rest at once. Either way the command then says what it completed and exits 128 + the signal's
-number: 130 for SIGINT, 143 for SIGTERM (DESIGN §7).
+when). A second signal cancels the rest at once. Either way the command then says what it
+completed and exits 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM (DESIGN §7).
 
     interrupt = Interrupt()
     interrupt.run(main, ...)                 # main(interrupt, ...) is a trio function
