@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import click
 import trio
@@ -14,7 +14,15 @@ from logbroker.errors import LogbrokerError
 if TYPE_CHECKING:
     from logbroker.client import Client
 
-__all__ = ["bootstrap_option", "connect", "parse_start", "run_async", "security_dir_options", "single_error"]
+__all__ = [
+    "FromEnd",
+    "bootstrap_option",
+    "connect",
+    "parse_start",
+    "run_async",
+    "security_dir_options",
+    "single_error",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -184,8 +192,17 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0] if leaves else group
 
 
-def parse_start(text: str) -> tuple[str | int | None, int | None]:
-    """--from: 'earliest' | 'latest' | OFFSET | @EPOCH_MS | ISO-8601 time.
+class FromEnd(NamedTuple):
+    """`-N`: `records` records before the end of each partition (kcat's `-o -N`)."""
+
+    records: int
+
+
+def parse_start(
+    text: str, *, from_end: bool = False, param_hint: str = "--from"
+) -> tuple[str | int | FromEnd | None, int | None]:
+    """--from: 'earliest' | 'latest' | OFFSET | @EPOCH_MS | ISO-8601 time, and with `from_end`
+    also -N (returned as `FromEnd(N)`).
 
     Returns (start, start_timestamp): one of them is set. A time without a zone is UTC.
     """
@@ -194,13 +211,20 @@ def parse_start(text: str) -> tuple[str | int | None, int | None]:
         return text, None
     if text.isdigit():
         return int(text), None
+    if from_end and text.startswith("-") and text[1:].isdigit():
+        return FromEnd(int(text[1:])), None
     if text.startswith("@") and text[1:].lstrip("-").isdigit():
         return None, int(text[1:])
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
+        choices = (
+            "earliest, latest, an offset, -N (N before the end)"
+            if from_end
+            else "earliest, latest, an offset"
+        )
         raise click.BadParameter(
-            f"{text!r}: use earliest, latest, an offset, @EPOCH_MS or an ISO-8601 time", param_hint="--from"
+            f"{text!r}: use {choices}, @EPOCH_MS or an ISO-8601 time", param_hint=param_hint
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)

@@ -5,8 +5,9 @@
 
 It keeps a position per partition (the next offset to read) and asks the broker for all of them
 in one fetch; records come out in offset order per partition. A position that falls out of the
-log (retention deleted the records) moves to the earliest or latest offset, or raises, as
-`on_out_of_range` says. Nothing is committed: that is what consumer groups are for.
+log (retention deleted the records, or a `start` offset past the end) moves to the earliest or
+latest offset, to the nearer end of the log, or raises, as `on_out_of_range` says. Nothing is
+committed: that is what consumer groups are for.
 """
 
 from __future__ import annotations
@@ -52,18 +53,26 @@ class Consumer:
         partitions: Sequence[int] | None = None,
         start: Literal["earliest", "latest"] | int = "earliest",
         start_timestamp: int | None = None,
+        start_from_end: int | None = None,
         max_wait_ms: int = 500,
         max_bytes: int = 16 << 20,
         partition_max_bytes: int = 1 << 20,
-        on_out_of_range: Literal["earliest", "latest", "error"] = "earliest",
+        on_out_of_range: Literal["earliest", "latest", "nearest", "error"] = "earliest",
     ) -> None:
         """`start`: where to begin in every partition ('earliest', 'latest' or an offset);
-        `start_timestamp` (ms) instead begins at the first record at or after that time."""
+        `start_timestamp` (ms) instead begins at the first record at or after that time, and
+        `start_from_end` that many records before the end (at the log start if it has fewer;
+        kcat's `-o -N`). `on_out_of_range`: where a position outside the log moves: 'earliest',
+        'latest', 'nearest' (the log start if it is before it, the end if past it), or 'error'
+        (raise `OffsetOutOfRangeError`)."""
+        if start_from_end is not None and start_from_end < 0:
+            raise ValueError("start_from_end must not be negative")
         self.client = client
         self.topic = topic
         self._partitions = list(partitions) if partitions is not None else None
         self._start = start
         self._start_timestamp = start_timestamp
+        self._start_from_end = start_from_end
         self.max_wait_ms = max_wait_ms
         self.max_bytes = max_bytes
         self.partition_max_bytes = partition_max_bytes
@@ -114,6 +123,10 @@ class Consumer:
                 self.positions[partition] = (
                     found if found is not None else await self._offset(partition, "latest")
                 )
+            elif self._start_from_end is not None:
+                end = await self._offset(partition, "latest")
+                log_start = await self._offset(partition, "earliest")
+                self.positions[partition] = max(end - self._start_from_end, log_start)
             elif isinstance(self._start, int):
                 self.positions[partition] = self._start
             else:
@@ -149,7 +162,10 @@ class Consumer:
         position = self.positions[partition]
         if self.on_out_of_range == "error":
             raise OffsetOutOfRangeError(position, log_start, log_end)
-        new = log_start if self.on_out_of_range == "earliest" else await self._offset(partition, "latest")
+        if self.on_out_of_range == "earliest" or (self.on_out_of_range == "nearest" and position < log_start):
+            new = log_start
+        else:
+            new = await self._offset(partition, "latest")
         logger.warning(
             "%s-%d: offset %d is out of range (%d..%d); moving to %d",
             self.topic,

@@ -133,6 +133,11 @@ class GroupConsumer:
         self._unanswered_poll = False
         self._nursery: trio.Nursery | None = None
 
+    def dead_letter_topic(self, topic: str) -> str:
+        """Where the broker copies records of `topic` that reached the group's max deliveries
+        unacked: `dlq.<group>.<topic>` (the broker's naming rule, `broker.names`)."""
+        return f"dlq.{self.group}.{topic}"
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     @asynccontextmanager

@@ -36,6 +36,37 @@ def run() -> Run:
     return run_
 
 
+Spawn = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start `logbroker ARGS` in the background, with pipes for stdin, stdout and stderr (bytes);
+    whatever still runs after the test is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn_(*args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "logbroker.cli", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield spawn_
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass  # unsent input
+
+
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
     """A private copy of the sample partition directory."""
@@ -47,14 +78,15 @@ def sample(tmp_path: Path) -> Path:
 @pytest.fixture
 def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     """Start `logbroker serve` with more flags, its data in `data_dir` (tmp_path/data by default,
-    none with `--memory`); whatever still runs after the test is killed."""
+    none with `--memory`), `env` added to its environment; whatever still runs after the test is
+    killed."""
     started: list[ServeProcess] = []
 
-    def start(*args: str, data_dir: Path | None = None) -> ServeProcess:
+    def start(*args: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> ServeProcess:
         if "--memory" in args:  # serve refuses a data directory with it
-            process = ServeProcess(*(arg for arg in args if arg != "--memory"), memory=True)
+            process = ServeProcess(*(arg for arg in args if arg != "--memory"), memory=True, env=env)
         else:
-            process = ServeProcess(*args, data_dir=data_dir or tmp_path / "data")
+            process = ServeProcess(*args, data_dir=data_dir or tmp_path / "data", env=env)
         started.append(process)
         return process.start()
 
