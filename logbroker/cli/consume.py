@@ -168,13 +168,15 @@ async def _consume_group(
         async with consumer:
             count = 0
             last = trio.current_time()
+            answered = False  # --idle-timeout counts once the broker answered (see _idle_wait)
             while max_messages is None or count < max_messages:
-                wait = math.inf if idle_timeout is None else last + idle_timeout - trio.current_time()
+                wait = _idle_wait(idle_timeout, last, answered)
                 if wait <= 0:
                     break
                 messages: list[GroupMessage] = []
                 with trio.move_on_after(wait):
                     messages = await consumer.poll(None if max_messages is None else max_messages - count)
+                    answered = True
                 if not messages:
                     continue
                 _write(out, messages, fmt)
@@ -208,19 +210,30 @@ async def _consume(
         )
         count = 0
         last = trio.current_time()
+        answered = False  # --idle-timeout counts once the broker answered (see _idle_wait)
         while max_messages is None or count < max_messages:
-            wait = math.inf if idle_timeout is None else last + idle_timeout - trio.current_time()
+            wait = _idle_wait(idle_timeout, last, answered)
             if wait <= 0:
                 break
             messages: list[Message] = []
             with trio.move_on_after(wait):
                 messages = await consumer.poll()
+                answered = True
             if max_messages is not None:
                 messages = messages[: max_messages - count]
             if messages:
                 _write(out, messages, fmt)
                 count += len(messages)
                 last = trio.current_time()
+
+
+def _idle_wait(idle_timeout: float | None, last: float, answered: bool) -> float:
+    """How long the next poll may wait for records. --idle-timeout means "no records came",
+    not "no broker answered": until the broker has answered a poll, a poll is bounded by
+    --timeout (the client's request timeout, an error) instead."""
+    if idle_timeout is None or not answered:
+        return math.inf
+    return last + idle_timeout - trio.current_time()
 
 
 def _write(out: BinaryIO, messages: Sequence[Message | GroupMessage], fmt: str) -> None:

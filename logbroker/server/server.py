@@ -29,7 +29,7 @@ from logbroker.broker.broker import Broker
 from logbroker.engine.engine import Engine
 from logbroker.errors import LogbrokerError
 from logbroker.server.config import ServerConfig
-from logbroker.server.connection import BaseConnection, peer_name
+from logbroker.server.connection import BaseConnection, Listeners, peer_name
 from logbroker.server.kafka.connection import KafkaConnection
 from logbroker.server.native.connection import NativeConnection, refusal
 from logbroker.server.security import Security
@@ -166,10 +166,13 @@ class Server:
             try:
                 stream = await self._secure(tcp)
                 if stream is not None:
+                    ports = Listeners(self.port, self.kafka_port)
                     connection: BaseConnection = (
-                        KafkaConnection(stream, self.engine, self.config, self.security, self.kafka_address)
+                        KafkaConnection(
+                            stream, self.engine, self.config, self.security, self.kafka_address, ports
+                        )
                         if kafka
-                        else NativeConnection(stream, self.engine, self.config, self.security)
+                        else NativeConnection(stream, self.engine, self.config, self.security, ports)
                     )
                     await self._run_connection(connection)
             finally:
