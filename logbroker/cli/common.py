@@ -92,18 +92,6 @@ def bootstrap_option(command: F) -> F:
     a command that talks to a broker."""
     for option in (
         click.option(
-            "--timeout",
-            envvar="LOGBROKER_TIMEOUT",
-            type=click.FloatRange(min=0),
-            default=30.0,
-            show_default=True,
-            metavar="SECONDS",
-            expose_value=False,
-            callback=_remember_timeout,
-            help="Give up (exit 1) when the broker cannot be reached or does not answer a request "
-            f"for this long; connecting takes at most {CONNECT_TIMEOUT:g} s of it (env LOGBROKER_TIMEOUT).",
-        ),
-        click.option(
             "--sasl-mechanism",
             envvar="LOGBROKER_SASL_MECHANISM",
             type=click.Choice(["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]),
@@ -128,6 +116,19 @@ def bootstrap_option(command: F) -> F:
         _tls_option("tls_key", "Its private key, when not in the certificate file"),
         _tls_option("tls_cert", "A client certificate (PEM), for a broker that asks for one"),
         _tls_option("tls_ca", "Connect with TLS, trusting this CA (PEM) for the broker's certificate"),
+        click.option(
+            "--timeout",
+            envvar="LOGBROKER_TIMEOUT",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_remember_timeout,
+            help="Give up (exit 1) when the broker cannot be reached, does not answer a request, "
+            f"or (produce) keeps refusing, for this long; connecting takes at most {CONNECT_TIMEOUT:g} s "
+            "of it (env LOGBROKER_TIMEOUT).",
+        ),
         click.option(
             "--bootstrap",
             "-b",

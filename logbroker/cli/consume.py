@@ -37,7 +37,8 @@ __all__ = ["consume"]
     "--idle-timeout",
     type=click.FloatRange(min=0),
     default=None,
-    help="Exit after this many seconds without a message (counted from the last one, or the start).",
+    help="Exit after this many seconds without a message (counted from the last one, or the start; "
+    "once the broker has answered: one that never does is an error after --timeout).",
 )
 @click.option(
     "--format",
