@@ -7,7 +7,9 @@
         for message in client.consume("orders", max_messages=2, timeout=5):
             print(message.offset, message.value)
 
-The trio client runs in a background thread; each call waits for its result.
+The trio client runs in a background thread; each call waits for its result. `connect` takes
+the options of `logbroker.connect`: `connect_timeout` (10 s) and `request_timeout` (30 s) bound
+every call, which raises `RequestTimedOutError` when the broker does not answer in time.
 """
 
 from __future__ import annotations
@@ -136,11 +138,13 @@ class SyncClient:
         max_messages: int | None = None,
         timeout: float = 1.0,
     ) -> list[Message]:
-        """Read from `start` until `max_messages` arrived or `timeout` seconds passed without one."""
+        """Read from `start` until `max_messages` arrived or `timeout` seconds passed without one
+        (counted once the broker answered: a broker that does not answer is an error, raised
+        after the client's `request_timeout`)."""
 
         async def consume(client: Client) -> list[Message]:
             consumer = client.consumer(topic, start=start, partitions=partitions)
-            got: list[Message] = []
+            got: list[Message] = await consumer.poll()
             while max_messages is None or len(got) < max_messages:
                 with trio.move_on_after(timeout) as waited:
                     while True:

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from logbroker.client import Client
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "FromEnd",
     "bootstrap_option",
+    "broker_timeout",
     "connect",
     "parse_start",
     "run_async",
@@ -70,8 +72,25 @@ def _remember_login(ctx: click.Context, param: click.Parameter, value: str | Non
         _login[str(param.name)] = value
 
 
+#: The `--timeout` of this command run (set by the option's callback).
+_timeout: dict[str, float] = {}
+#: Setting up a connection (TCP, TLS, Hello, login) takes at most this long, or `--timeout` if
+#: shorter (Kafka's socket.connection.setup.timeout.ms is 10 s too).
+CONNECT_TIMEOUT = 10.0
+
+
+def _remember_timeout(ctx: click.Context, param: click.Parameter, value: float) -> None:
+    _timeout["timeout"] = value
+
+
+def broker_timeout() -> float:
+    """The command's `--timeout`: how long it waits for a broker that does not answer."""
+    return _timeout.get("timeout", 30.0)
+
+
 def bootstrap_option(command: F) -> F:
-    """`--bootstrap`, and the TLS and login options of a command that talks to a broker."""
+    """`--bootstrap` (`-b`, `--bootstrap-server`), `--timeout`, and the TLS and login options of
+    a command that talks to a broker."""
     for option in (
         click.option(
             "--sasl-mechanism",
@@ -99,13 +118,29 @@ def bootstrap_option(command: F) -> F:
         _tls_option("tls_cert", "A client certificate (PEM), for a broker that asks for one"),
         _tls_option("tls_ca", "Connect with TLS, trusting this CA (PEM) for the broker's certificate"),
         click.option(
+            "--timeout",
+            envvar="LOGBROKER_TIMEOUT",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_remember_timeout,
+            help="Give up (exit 1) when the broker cannot be reached, does not answer a request, "
+            f"or (produce) keeps refusing, for this long; connecting takes at most {CONNECT_TIMEOUT:g} s "
+            "of it (env LOGBROKER_TIMEOUT).",
+        ),
+        click.option(
             "--bootstrap",
+            "-b",
+            "--bootstrap-server",
+            "bootstrap",
             envvar="LOGBROKER_BOOTSTRAP",
             default="127.0.0.1:9400",
             show_default=True,
             metavar="HOST:PORT",
             callback=_check_address,
-            help="The broker to talk to (env LOGBROKER_BOOTSTRAP).",
+            help="The broker to talk to: its native port (env LOGBROKER_BOOTSTRAP).",
         ),
     ):
         command = option(command)
@@ -113,11 +148,14 @@ def bootstrap_option(command: F) -> F:
 
 
 async def connect(bootstrap: str, **options: Any) -> Client:
-    """`logbroker.connect`, over TLS when the command was given `--tls-ca` or `--tls-cert`, and
-    logged in with `--user`."""
+    """`logbroker.connect`, over TLS when the command was given `--tls-ca` or `--tls-cert`,
+    logged in with `--user`, and with the command's `--timeout`."""
     from logbroker.client import connect as connect_to
     from logbroker.tls import client_context
 
+    timeout = broker_timeout()
+    options.setdefault("connect_timeout", min(CONNECT_TIMEOUT, timeout))
+    options.setdefault("request_timeout", timeout)
     if _tls:
         options["ssl_context"] = client_context(
             _tls.get("tls_ca", ""), _tls.get("tls_cert", ""), _tls.get("tls_key", "")

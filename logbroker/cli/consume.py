@@ -56,7 +56,8 @@ def _render(ctx: click.Context, param: click.Parameter, fmt: str) -> Render:
     "--idle-timeout",
     type=click.FloatRange(min=0),
     default=None,
-    help="Exit after this many seconds without a message (counted from the last one, or the start).",
+    help="Exit after this many seconds without a message (counted from the last one, or the start; "
+    "once the broker has answered: one that never does is an error after --timeout).",
 )
 @click.option(
     "-f",
@@ -213,8 +214,9 @@ async def _consume_group(
             if ack_timeout is not None or max_deliveries is not None:
                 _say_settings(group, before, (consumer.ack_timeout, consumer.max_deliveries))
             last = trio.current_time()
+            answered = False  # --idle-timeout counts once the broker answered (see _idle_wait)
             while max_messages is None or count.messages < max_messages:
-                wait = math.inf if idle_timeout is None else last + idle_timeout - trio.current_time()
+                wait = _idle_wait(idle_timeout, last, answered)
                 if wait <= 0 or interrupt.requested:
                     break
                 messages: list[GroupMessage] = []
@@ -222,6 +224,7 @@ async def _consume_group(
                     messages = await consumer.poll(
                         None if max_messages is None else max_messages - count.messages
                     )
+                    answered = True
                 if not messages:
                     continue
                 # What was printed is committed even when a signal comes meanwhile.
@@ -311,14 +314,16 @@ async def _consume(
             on_out_of_range="nearest",
         )
         last = trio.current_time()
+        answered = False  # --idle-timeout counts once the broker answered (see _idle_wait)
         with interrupt.stoppable():  # nothing to finish: a signal ends it at once
             while max_messages is None or count.messages < max_messages:
-                wait = math.inf if idle_timeout is None else last + idle_timeout - trio.current_time()
+                wait = _idle_wait(idle_timeout, last, answered)
                 if wait <= 0:
                     break
                 messages: list[Message] = []
                 with trio.move_on_after(wait):
                     messages = await consumer.poll()
+                    answered = True
                 if max_messages is not None:
                     messages = messages[: max_messages - count.messages]
                 if messages:
@@ -326,6 +331,15 @@ async def _consume(
                     out.flush()
                     count.messages += len(messages)
                     last = trio.current_time()
+
+
+def _idle_wait(idle_timeout: float | None, last: float, answered: bool) -> float:
+    """How long the next poll may wait for records. --idle-timeout means "no records came",
+    not "no broker answered": until the broker has answered a poll, a poll is bounded by
+    --timeout (the client's request timeout, an error) instead."""
+    if idle_timeout is None or not answered:
+        return math.inf
+    return last + idle_timeout - trio.current_time()
 
 
 def _json_lines(messages: Sequence[Message | GroupMessage]) -> bytes:

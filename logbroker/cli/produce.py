@@ -14,7 +14,7 @@ from logbroker.client.client import Client
 from logbroker.client.producer import Producer
 from logbroker.errors import ConnectionClosedError, LogbrokerError
 
-from .common import bootstrap_option, connect
+from .common import CONNECT_TIMEOUT, bootstrap_option, broker_timeout, connect
 from .interrupt import Interrupt
 
 __all__ = ["produce"]
@@ -55,13 +55,6 @@ _CHUNK = 1 << 16
     default=None,
     help="Read this file instead of stdin.",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Give up after the broker is unreachable or refusing for this long (s).",
-)
 @bootstrap_option
 def produce(
     topic: str,
@@ -70,7 +63,6 @@ def produce(
     partition: int | None,
     headers: tuple[str, ...],
     path: str | None,
-    timeout: float,
     bootstrap: str,
 ) -> None:
     """Send one message per line of stdin (or --file) to TOPIC.
@@ -78,10 +70,12 @@ def produce(
     Lines are sent as they arrive (within a few milliseconds), batched while they come fast.
     Keyed messages go to the partition Kafka's partitioner picks for the key; others are spread
     over the partitions batch by batch. Exits 0 once every message is acked, saying how many it
-    produced; on an error, 1, saying how many of the messages read were acked. Interrupted
+    produced; on an error (also a broker unreachable or refusing for --timeout seconds), 1,
+    saying how many of the messages read were acked. Interrupted
     (SIGINT, SIGTERM) it stops reading, gives the messages read a few seconds to be acked, says
     how many were, and exits 130 or 143.
     """
+    timeout = broker_timeout()
     if key is not None and key_separator is not None:
         raise click.UsageError("--key and --key-separator cannot be used together")
     if key_separator == "":
@@ -132,7 +126,7 @@ async def _connect(bootstrap: str, patience: float) -> Client:
     while True:
         try:
             return await connect(
-                bootstrap, connect_timeout=max(min(10.0, give_up - trio.current_time()), 0.1)
+                bootstrap, connect_timeout=max(min(CONNECT_TIMEOUT, give_up - trio.current_time()), 0.1)
             )
         except ConnectionClosedError:
             if trio.current_time() + delay >= give_up:

@@ -31,6 +31,7 @@ async def connect(
     *,
     client_id: str = "logbroker-python",
     connect_timeout: float = 10.0,
+    request_timeout: float = 30.0,
     ssl_context: ssl.SSLContext | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -39,11 +40,17 @@ async def connect(
     """Connect to a broker; raises `ConnectionClosedError` if it cannot be reached. For a broker
     with TLS, pass `ssl_context` (see `logbroker.tls.client_context`); for one that requires a
     login, `username` and `password` (`mechanism`: SCRAM-SHA-256, SCRAM-SHA-512, or PLAIN, which
-    the broker takes over TLS only)."""
+    the broker takes over TLS only).
+
+    `connect_timeout` (seconds) bounds setting up a connection: TCP connect, TLS handshake, Hello
+    and login (`ConnectionClosedError` past it); `request_timeout` each request after that, on
+    top of a long poll's own wait (`RequestTimedOutError` past it, and the connection is dropped:
+    the next call opens a new one)."""
     client = Client(
         address,
         client_id=client_id,
         connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
         ssl_context=ssl_context,
         username=username,
         password=password,

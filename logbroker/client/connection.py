@@ -4,11 +4,21 @@ Requests are matched to responses by correlation id. There is no background task
 waiting task finds nobody reading becomes the reader, and hands every response it reads to the
 task waiting for it, until its own arrives; then another waiter takes over. So a connection needs
 no nursery, and `await connect(...)` returns a usable client.
+
+Timeouts: opening (TCP connect, TLS handshake) takes at most `connect_timeout`; each request at
+most its `time_limit` (the connection's `request_timeout` unless given) on top of what the request
+lets the broker hold it (`Message.broker_wait_ms`: a long poll's wait). A request that runs out
+of time raises `RequestTimedOutError` and drops the connection: an answer that never came may
+still come, and a broker that stopped answering is better asked again on a new connection.
+
+Until the broker's first answer, the bytes it sends are kept, so that a connection that ends
+before one makes sense says what answered instead (a Kafka listener, an HTTP server, TLS).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import ssl
 
 import trio
@@ -19,14 +29,17 @@ from logbroker.errors import (
     LogbrokerError,
     MessageTooLargeError,
     ProtocolError,
+    RequestTimedOutError,
 )
 from logbroker.protocol.connection import CLOSED, NEED_DATA, Connection, Request, Response, Role
 from logbroker.protocol.messages import ErrorResponse, Message
+from logbroker.protocol.sniff import Wire, classify_answer
 
 __all__ = ["BrokerConnection", "parse_address"]
 
 _RECEIVE_SIZE = 256 * 1024
-_SEND_TIMEOUT = 60.0
+#: The bytes of the broker's first answer kept to tell what answered (`protocol.sniff`).
+_FIRST_BYTES = 64
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -47,8 +60,17 @@ class _Slot:
 
 
 class BrokerConnection:
-    def __init__(self, stream: trio.abc.Stream, address: str, max_frame_size: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        max_frame_size: int = 256 << 20,
+        *,
+        request_timeout: float = 30.0,
+    ) -> None:
         self.address = address
+        #: Seconds a request may wait for its answer (beyond the request's own wait).
+        self.request_timeout = request_timeout
         self._stream = stream
         self._protocol = Connection(Role.CLIENT, max_frame_size)
         self._ids = itertools.count(1)
@@ -57,15 +79,24 @@ class BrokerConnection:
         self._reading = False
         self._lot = trio.lowlevel.ParkingLot()
         self._broken: LogbrokerError | None = None
+        #: The first request sent and the first bytes received, until a response is understood.
+        self._first_request = b""
+        self._first_answer: bytearray | None = bytearray()
         #: The largest request frame the broker takes (from its Hello answer); larger requests
         #: are refused here, since the broker would have to drop the whole connection.
         self.max_request_bytes: int | None = None
 
     @classmethod
     async def open(
-        cls, address: str, *, connect_timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+        cls,
+        address: str,
+        *,
+        connect_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        request_timeout: float = 30.0,
     ) -> BrokerConnection:
-        """Connect (over TLS with `ssl_context`, checking the broker's certificate for `host`)."""
+        """Connect (over TLS with `ssl_context`, checking the broker's certificate for `host`),
+        within `connect_timeout` seconds."""
         host, port = parse_address(address)
         stream: trio.abc.Stream | None = None
         try:
@@ -79,13 +110,14 @@ class BrokerConnection:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
             if isinstance(exc, trio.TooSlowError):
-                reason = "timed out"
+                what = "TLS handshake" if isinstance(stream, trio.SSLStream) else "TCP connect"
+                reason = f"the {what} timed out after {connect_timeout:.3g} s"
             elif isinstance(exc, trio.BrokenResourceError):
                 reason = f"TLS handshake failed: {exc.__cause__ or exc}"
             else:
                 reason = exc.strerror or str(exc)
             raise ConnectionClosedError(f"cannot connect to {address}: {reason}") from None
-        return cls(stream, address)
+        return cls(stream, address, request_timeout=request_timeout)
 
     @property
     def closed(self) -> bool:
@@ -96,10 +128,18 @@ class BrokerConnection:
         await self._stream.aclose()
 
     async def request(
-        self, message: Message, payload: bytes = b"", *, expect_response: bool = True
+        self,
+        message: Message,
+        payload: bytes = b"",
+        *,
+        expect_response: bool = True,
+        time_limit: float | None = None,
     ) -> tuple[Message, bytes]:
         """Send a request and wait for its response; raises `ConnectionClosedError` if the
-        connection is or goes down (the request may or may not have been processed)."""
+        connection is or goes down (the request may or may not have been processed).
+
+        `time_limit` (default `request_timeout`) bounds the wait, on top of `message.broker_wait_ms`:
+        past it, `RequestTimedOutError`, and the connection is dropped."""
         if self._broken is not None:
             raise self._broken
         cid = next(self._ids) & 0x7FFFFFFF or next(self._ids)
@@ -109,36 +149,52 @@ class BrokerConnection:
                 f"a request of {len(frame)} bytes is larger than the broker takes "
                 f"(max_frame_bytes {self.max_request_bytes})"
             )
+        if not self._first_request:
+            self._first_request = frame[:_FIRST_BYTES]
+        limit = (self.request_timeout if time_limit is None else time_limit) + message.broker_wait_ms / 1000
+        deadline = trio.current_time() + limit if math.isfinite(limit) else math.inf
         slot = _Slot()
         if expect_response:
             self._pending[cid] = slot
         try:
-            await self._send(frame)
-            if not expect_response:
-                return message, b""
-            while not slot.done:
-                if self._broken is not None:
-                    raise self._broken
-                if self._reading:
-                    await self._lot.park()
-                    continue
-                self._reading = True
-                try:
-                    await self._read_until(slot)
-                finally:
-                    self._reading = False
-                    self._lot.unpark_all()
-            assert slot.response is not None
-            return slot.response, slot.payload
+            with trio.move_on_at(deadline) as waited:
+                await self._send(frame, deadline)
+                if not expect_response:
+                    return message, b""
+                while not slot.done:
+                    if self._broken is not None:
+                        raise self._broken
+                    if self._reading:
+                        await self._lot.park()
+                        continue
+                    self._reading = True
+                    try:
+                        await self._read_until(slot)
+                    finally:
+                        self._reading = False
+                        self._lot.unpark_all()
         finally:
             self._pending.pop(cid, None)
+        if waited.cancelled_caught and not slot.done:
+            name = type(message).__name__
+            await self._drop(f"a {name} request got no answer within {limit:.3g} s")
+            raise RequestTimedOutError(
+                f"the broker at {self.address} did not answer a {name} request within {limit:.3g} s"
+            )
+        assert slot.response is not None
+        return slot.response, slot.payload
 
-    async def _send(self, data: bytes) -> None:
+    async def _drop(self, why: str) -> None:
+        """Give the connection up (a request timed out): every other request on it fails."""
+        self._fail(ConnectionClosedError(f"connection to {self.address} dropped: {why}"))
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self._stream)
+
+    async def _send(self, data: bytes, deadline: float) -> None:
         async with self._send_lock:
             # A send cut short by a cancellation would leave half a frame on the wire, so it is
-            # shielded, and bounded by its own timeout instead.
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + _SEND_TIMEOUT
+            # shielded, and bounded by the request's deadline instead.
+            with trio.CancelScope(shield=True, deadline=deadline) as scope:
                 try:
                     await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -146,9 +202,7 @@ class BrokerConnection:
                     raise self._broken from None  # type: ignore[misc]
             if scope.cancelled_caught:
                 self._fail(
-                    ConnectionClosedError(
-                        f"connection to {self.address}: the broker took no data for {_SEND_TIMEOUT} s"
-                    )
+                    ConnectionClosedError(f"connection to {self.address}: the broker took no data in time")
                 )
                 raise self._broken  # type: ignore[misc]
 
@@ -157,8 +211,10 @@ class BrokerConnection:
             try:
                 data = await self._stream.receive_some(_RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._fail(ConnectionClosedError(f"connection to {self.address} lost: {exc}"))
+                self._fail(self._unexpected(f"connection to {self.address} lost: {exc}"))
                 return
+            if self._first_answer is not None:
+                self._first_answer += data[: _FIRST_BYTES - len(self._first_answer)]
             self._protocol.receive_data(bytes(data))  # TLS streams give bytearrays
             try:
                 while True:
@@ -166,11 +222,10 @@ class BrokerConnection:
                     if event is NEED_DATA:
                         break
                     if event is CLOSED:
-                        self._fail(
-                            ConnectionClosedError(f"the broker at {self.address} closed the connection")
-                        )
+                        self._fail(self._unexpected(f"the broker at {self.address} closed the connection"))
                         return
                     assert isinstance(event, Response)
+                    self._first_answer = None
                     waiting = self._pending.get(event.correlation_id)
                     if waiting is not None:
                         waiting.response = event.message
@@ -184,9 +239,28 @@ class BrokerConnection:
                         )
                         return
             except ProtocolError as exc:
-                self._fail(ConnectionClosedError(f"connection to {self.address}: {exc.message}"))
+                self._fail(self._unexpected(f"connection to {self.address}: {exc.message}"))
                 return
             self._lot.unpark_all()
+
+    def _unexpected(self, what: str) -> ConnectionClosedError:
+        """The error for a connection that ended or broke; before the broker's first answer,
+        one that says what answered, if that can be told (`protocol.sniff`)."""
+        if self._first_answer is None:
+            return ConnectionClosedError(what)
+        answered = classify_answer(self._first_request, bytes(self._first_answer))
+        if answered is Wire.KAFKA:
+            what = (
+                f"{self.address} is a Kafka listener (it answered in Kafka's protocol): connect to "
+                "the broker's native port (logbroker serve --port, 9400 by default)"
+            )
+        elif answered is Wire.HTTP:
+            what = f"{self.address} is an HTTP server (it answered in HTTP), not logbroker's native port"
+        elif answered is Wire.TLS:
+            what = f"{self.address} takes TLS connections only (it answered in TLS): connect with TLS"
+        elif not self._first_answer:
+            what += " before answering (is it logbroker's native port?)"
+        return ConnectionClosedError(what)
 
     def _fail(self, error: LogbrokerError) -> None:
         if self._broken is None:

@@ -4,6 +4,14 @@ producer and the consumers talk to the broker through a `Session`.
 
 A session keeps one connection and opens a new one when the old one is lost (the request that
 saw it go down fails with `ConnectionClosedError`, which is retriable).
+
+Timeouts (Kafka's two, `socket.connection.setup.timeout.ms` and `request.timeout.ms`):
+`connect_timeout` (10 s) bounds setting a connection up: TCP connect, TLS handshake, the Hello
+and the login; `request_timeout` (30 s) bounds each request after that, on top of the wait a
+long poll asks the broker for (a fetch's or a group poll's `max_wait_ms`, a produce's fsync
+wait). A setup that runs out of time raises `ConnectionClosedError`, a request
+`RequestTimedOutError` (both retriable); either way the connection is dropped and the next call
+opens a new one.
 """
 
 from __future__ import annotations
@@ -16,7 +24,12 @@ import attrs
 import trio
 
 from logbroker.client.connection import BrokerConnection
-from logbroker.errors import LogbrokerError, SaslAuthenticationError
+from logbroker.errors import (
+    ConnectionClosedError,
+    LogbrokerError,
+    RequestTimedOutError,
+    SaslAuthenticationError,
+)
 from logbroker.protocol.messages import (
     AlterTopic,
     CreateTopic,
@@ -75,6 +88,7 @@ class Session:
         *,
         client_id: str = "logbroker-python",
         connect_timeout: float = 10.0,
+        request_timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         username: str | None = None,
         password: str | None = None,
@@ -82,7 +96,9 @@ class Session:
     ) -> None:
         self.address = address
         self.client_id = client_id
+        #: Seconds to set a connection up (TCP, TLS, Hello, login), and to wait for each answer.
         self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
         self.ssl_context = ssl_context
         self.username = username
         self._password = password
@@ -119,19 +135,33 @@ class Session:
                 if self._conn is not None:  # broken: its socket is closed before a new one opens
                     old, self._conn = self._conn, None
                     await old.aclose()
+                deadline = trio.current_time() + self.connect_timeout
                 conn = await BrokerConnection.open(
-                    self.address, connect_timeout=self.connect_timeout, ssl_context=self.ssl_context
+                    self.address,
+                    connect_timeout=self.connect_timeout,
+                    ssl_context=self.ssl_context,
+                    request_timeout=self.request_timeout,
                 )
+                phase = "the handshake (Hello)"
+                hint = " (is it logbroker's native port?)"
                 try:
-                    response, _ = await conn.request(Hello(client_id=self.client_id))
+                    # The Hello and the login share what is left of connect_timeout.
+                    left = max(deadline - trio.current_time(), 0.0)
+                    response, _ = await conn.request(Hello(client_id=self.client_id), time_limit=left)
                     assert isinstance(response, HelloResponse)
                     if self.username is not None:
-                        await self._login(conn)
+                        phase, hint = "the login", ""
+                        await self._login(conn, deadline)
                     elif response.sasl_mechanisms:
                         raise SaslAuthenticationError(
                             f"the broker at {self.address} requires a login "
                             f"({', '.join(response.sasl_mechanisms)}): pass username and password"
                         )
+                except RequestTimedOutError:
+                    raise ConnectionClosedError(
+                        f"cannot connect to {self.address}: it accepted the connection but sent no "
+                        f"answer to {phase} within {self.connect_timeout:.3g} s{hint}"
+                    ) from None
                 except BaseException:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()
@@ -141,11 +171,13 @@ class Session:
                 self._conn = conn
             return self._conn
 
-    async def _login(self, conn: BrokerConnection) -> None:
-        """SASL over the native protocol: a handshake, then the mechanism's tokens as payloads."""
+    async def _login(self, conn: BrokerConnection, deadline: float) -> None:
+        """SASL over the native protocol: a handshake, then the mechanism's tokens as payloads,
+        all before `deadline`."""
 
         async def exchange(message: Message, token: bytes = b"") -> bytes:
-            response, data = await conn.request(message, token)
+            left = max(deadline - trio.current_time(), 0.0)
+            response, data = await conn.request(message, token, time_limit=left)
             code = getattr(response, "error_code", 0)
             if code:
                 raise LogbrokerError.from_wire(code, getattr(response, "error_message", None))

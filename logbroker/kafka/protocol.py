@@ -162,15 +162,23 @@ class KafkaProtocol:
 
     def api_versions_fallback(self, event: UnsupportedRequest, served: list[dict[str, int]]) -> bytes:
         """KIP-511: answer an ApiVersions request of a version not served with a v0 body."""
-        writer = Writer()
-        writer.int32(0)
-        writer.int32(event.correlation_id)
-        API_VERSIONS.response.encode(
-            writer, {"error_code": UNSUPPORTED_VERSION, "api_keys": served}, 0, False
-        )
-        data = bytearray(writer.getvalue())
-        _SIZE.pack_into(data, 0, len(data) - 4)
-        return bytes(data)
+        return _api_versions_v0(event.correlation_id, UNSUPPORTED_VERSION, served)
+
+    def refuse_api_versions(self, correlation_id: int, error_code: int) -> bytes:
+        """An ApiVersions answer that lists no API and says `error_code` (for a Kafka client that
+        reached a port that does not speak Kafka), with a v0 body whatever the request's version:
+        clients read an ApiVersions error as v0, the layout KIP-511's fallback answers in."""
+        return _api_versions_v0(correlation_id, error_code, [])
+
+
+def _api_versions_v0(correlation_id: int, error_code: int, api_keys: list[dict[str, int]]) -> bytes:
+    writer = Writer()
+    writer.int32(0)
+    writer.int32(correlation_id)
+    API_VERSIONS.response.encode(writer, {"error_code": error_code, "api_keys": api_keys}, 0, False)
+    data = bytearray(writer.getvalue())
+    _SIZE.pack_into(data, 0, len(data) - 4)
+    return bytes(data)
 
 
 def served_versions() -> list[dict[str, int]]:

@@ -22,12 +22,13 @@ from logbroker.protocol.frames import REQUEST, RESPONSE, FrameBuffer, encode_fra
 from logbroker.protocol.messages import (
     REQUESTS,
     RESPONSES,
+    ErrorResponse,
     Message,
     decode_message,
     encode_message,
 )
 
-__all__ = ["CLOSED", "NEED_DATA", "Connection", "InvalidRequest", "Request", "Response", "Role"]
+__all__ = ["CLOSED", "NEED_DATA", "Connection", "InvalidRequest", "Request", "Response", "Role", "refusal"]
 
 
 class Role(enum.Enum):
@@ -135,3 +136,10 @@ class Connection:
         kind = REQUEST if isinstance(event, Request) else RESPONSE
         api_key = type(event.message).API_KEY
         return encode_frame(kind, event.correlation_id, api_key, encode_message(event.message), event.payload)
+
+
+def refusal(reason: str) -> bytes:
+    """An unsolicited error frame (correlation id 0) for a connection the server refuses: the
+    client reports `reason` and closes."""
+    protocol = Connection(Role.SERVER, 1 << 20)
+    return protocol.send(Response(0, ErrorResponse(error_code=8, error_message=reason)))

@@ -84,6 +84,13 @@ PROTOCOL_VERSION = 1
 class Message:
     API_KEY: ClassVar[int] = -1
 
+    @property
+    def broker_wait_ms(self) -> int:
+        """How long the broker may hold this request before it answers, by the request's own
+        terms (a long poll's wait, a produce's wait for its fsync): a client waits that long on
+        top of its request timeout."""
+        return 0
+
 
 @attrs.frozen
 class Response(Message):
@@ -252,6 +259,10 @@ class Produce(Message):
     acks: int = 1
     timeout_ms: int = 30_000
 
+    @property
+    def broker_wait_ms(self) -> int:
+        return self.timeout_ms
+
 
 @attrs.frozen
 class ProduceResponse(Response):
@@ -278,6 +289,10 @@ class Fetch(Message):
     max_wait_ms: int = 500
     min_bytes: int = 1
     max_bytes: int = 16 << 20
+
+    @property
+    def broker_wait_ms(self) -> int:
+        return self.max_wait_ms
 
 
 @attrs.frozen
@@ -402,6 +417,10 @@ class GroupPoll(Message):
     max_wait_ms: int = 500
     max_bytes: int = 16 << 20
     seen: list[PartitionPosition] | None = None
+
+    @property
+    def broker_wait_ms(self) -> int:
+        return self.max_wait_ms
 
 
 @attrs.frozen

@@ -23,6 +23,9 @@ Limits, each closing the connection with a logged reason:
   also cut when its queue passes twice that);
 - protocol: bytes that are not frames, or a frame over `max_frame_bytes` (refused from its
   length prefix, before the body is read);
+- wrong listener: a first request in another protocol (a Kafka client on the native port, a
+  native client on the Kafka port, TLS on a plain port) is logged once, answered in the
+  client's own protocol where it can carry a word (`wrong_listener`), and the connection closed;
 - login: on a broker that requires one, nothing but the login requests before it succeeds, in
   frames of at most `pre_auth_max_frame_bytes`; a failed login closes the connection, and the
   client's address waits before its next login (the login throttle).
@@ -49,15 +52,17 @@ from logbroker.errors import (
     SaslAuthenticationError,
 )
 from logbroker.protocol.connection import CLOSED, NEED_DATA
+from logbroker.protocol.sniff import Wire, classify_request
 from logbroker.security.scram import check_username
 from logbroker.server.security import ANONYMOUS, Need, Security
+from logbroker.server.wrong_listener import LISTENER_NAMES, Ports, wrong_listener
 from logbroker.storage.fs import Buffer
 
 if TYPE_CHECKING:
     from logbroker.security.login import Login
     from logbroker.server.config import ServerConfig
 
-__all__ = ["BaseConnection", "SansIOProtocol", "certificate_name", "peer_name"]
+__all__ = ["BaseConnection", "Ports", "SansIOProtocol", "certificate_name", "local_name", "peer_name"]
 
 logger = logging.getLogger("logbroker.connections")
 
@@ -81,8 +86,8 @@ class SansIOProtocol(Protocol):
 
 
 class BaseConnection(abc.ABC):
-    #: The protocol's name in the log.
-    PROTOCOL: ClassVar[str]
+    #: The protocol this listener speaks.
+    wire: ClassVar[Wire]
 
     def __init__(
         self,
@@ -92,8 +97,13 @@ class BaseConnection(abc.ABC):
         protocol: SansIOProtocol,
         security: Security,
         advertised: tuple[str, int] = ("", -1),
+        ports: Ports | None = None,
     ) -> None:
         self._stream = stream
+        #: The server's ports, to tell a client that came to the wrong one where to go.
+        self.ports = ports or Ports()
+        #: The first bytes received, until they show which protocol the client speaks.
+        self._opening: bytearray | None = bytearray()
         self.engine = engine
         self.config = config
         #: Where clients are told to connect to this listener (Kafka's Metadata answers).
@@ -203,6 +213,8 @@ class BaseConnection(abc.ABC):
                 self.close(why)
                 return
             self._last_activity = trio.current_time()
+            if self._opening is not None and self._came_to_the_wrong_listener(data):
+                return
             self._protocol.receive_data(bytes(data))  # TLS streams give bytearrays
             while True:
                 try:
@@ -224,13 +236,34 @@ class BaseConnection(abc.ABC):
     def requester(self) -> str:
         """Who sends this connection's requests, for the log: protocol, client id, address and
         principal (when it logged in or showed a certificate)."""
-        who = f"{self.PROTOCOL} client"
+        who = f"{LISTENER_NAMES[self.wire]} client"
         if self.client_id:
             who += f" {self.client_id!r}"
         who += f" at {self.peer}"
         if self.principal is not None and self.principal != ANONYMOUS:
             who += f" ({self.principal})"
         return who
+
+    def _came_to_the_wrong_listener(self, data: bytes | bytearray) -> bool:
+        """Look at the first bytes (until they tell which protocol they speak); True, with the
+        client told where possible, when it is another protocol than this listener's."""
+        assert self._opening is not None
+        self._opening += data
+        client = classify_request(bytes(self._opening))
+        if client is None:
+            return False
+        first, self._opening = bytes(self._opening), None
+        if client is self.wire or client is Wire.UNKNOWN:
+            return False
+        host, _, port = local_name(self._stream).rpartition(":")
+        verdict = wrong_listener(
+            self.wire, client, first, host.strip("[]"), int(port) if port.isdigit() else -1, self.ports
+        )
+        logger.log(verdict.level, "%s: %s", self.peer, verdict.message)
+        self.close_reason = f"wrong listener: {verdict.message}"
+        if verdict.answer:
+            self.send(verdict.answer)
+        return True
 
     # -- security ------------------------------------------------------------------------------
 
@@ -509,10 +542,20 @@ def certificate_name(stream: trio.abc.Stream) -> str | None:
 
 def peer_name(stream: trio.abc.Stream) -> str:
     """HOST:PORT of the other end of a TCP stream (through TLS too), or "?"."""
+    return _socket_name(stream, peer=True)
+
+
+def local_name(stream: trio.abc.Stream) -> str:
+    """HOST:PORT of this end of a TCP stream (the address the client reached), or "?"."""
+    return _socket_name(stream, peer=False)
+
+
+def _socket_name(stream: trio.abc.Stream, *, peer: bool) -> str:
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
     try:
-        host, port = stream.socket.getpeername()[:2]  # type: ignore[attr-defined]
+        sock = stream.socket  # type: ignore[attr-defined]
+        host, port = (sock.getpeername() if peer else sock.getsockname())[:2]
     except (OSError, AttributeError):
         return "?"
     return f"{host}:{port}"

@@ -37,7 +37,7 @@ from logbroker.engine import clock
 from logbroker.engine.engine import Engine
 from logbroker.errors import LogbrokerError
 from logbroker.server.config import ServerConfig, Settings
-from logbroker.server.connection import BaseConnection, peer_name
+from logbroker.server.connection import BaseConnection, Ports, peer_name
 from logbroker.server.kafka.connection import KafkaConnection
 from logbroker.server.listeners import Listeners, format_address
 from logbroker.server.native.connection import NativeConnection, refusal
@@ -169,10 +169,13 @@ class Server:
             try:
                 stream = await self._secure(tcp)
                 if stream is not None:
+                    ports = Ports(self.port, self.kafka_port)
                     connection: BaseConnection = (
-                        KafkaConnection(stream, self.engine, self.config, self.security, self.kafka_address)
+                        KafkaConnection(
+                            stream, self.engine, self.config, self.security, self.kafka_address, ports
+                        )
                         if kafka
-                        else NativeConnection(stream, self.engine, self.config, self.security)
+                        else NativeConnection(stream, self.engine, self.config, self.security, ports)
                     )
                     await self._run_connection(connection)
             finally:

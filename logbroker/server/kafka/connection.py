@@ -33,8 +33,9 @@ import trio
 from logbroker.engine.engine import Engine
 from logbroker.kafka.apis import API_VERSIONS
 from logbroker.kafka.protocol import KafkaProtocol, KafkaRequest, UnsupportedRequest, served_versions
+from logbroker.protocol.sniff import Wire
 from logbroker.server.config import ServerConfig
-from logbroker.server.connection import BaseConnection
+from logbroker.server.connection import BaseConnection, Ports
 from logbroker.server.kafka.answers import Body, code_of
 from logbroker.server.kafka.endpoints import ENDPOINTS, Endpoint
 from logbroker.server.security import Security
@@ -63,7 +64,7 @@ class _Slot:
 
 
 class KafkaConnection(BaseConnection):
-    PROTOCOL = "Kafka"
+    wire = Wire.KAFKA
 
     def __init__(
         self,
@@ -72,9 +73,10 @@ class KafkaConnection(BaseConnection):
         config: ServerConfig,
         security: Security,
         advertised: tuple[str, int],
+        ports: Ports | None = None,
     ) -> None:
         self._kafka = KafkaProtocol(config.max_frame_bytes)
-        super().__init__(stream, engine, config, self._kafka, security, advertised)
+        super().__init__(stream, engine, config, self._kafka, security, advertised, ports)
         self._slots: deque[_Slot] = deque()
         self._advancing = False
 

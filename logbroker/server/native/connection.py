@@ -11,10 +11,11 @@ import trio
 
 from logbroker.engine.engine import Engine
 from logbroker.errors import BrokerUnavailableError, LogbrokerError, SaslAuthenticationError
-from logbroker.protocol.connection import Connection, InvalidRequest, Request, Response, Role
+from logbroker.protocol.connection import Connection, InvalidRequest, Request, Response, Role, refusal
 from logbroker.protocol.messages import RESPONSES, ErrorResponse, Message
+from logbroker.protocol.sniff import Wire
 from logbroker.server.config import ServerConfig
-from logbroker.server.connection import BaseConnection
+from logbroker.server.connection import BaseConnection, Ports
 from logbroker.server.native.endpoints import ENDPOINTS, Reply
 from logbroker.server.security import Security
 
@@ -25,13 +26,18 @@ requests_logger = logging.getLogger("logbroker.requests")
 
 
 class NativeConnection(BaseConnection):
-    PROTOCOL = "native"
+    wire = Wire.NATIVE
 
     def __init__(
-        self, stream: trio.abc.Stream, engine: Engine, config: ServerConfig, security: Security
+        self,
+        stream: trio.abc.Stream,
+        engine: Engine,
+        config: ServerConfig,
+        security: Security,
+        ports: Ports | None = None,
     ) -> None:
         self._native = Connection(Role.SERVER, config.max_frame_bytes)
-        super().__init__(stream, engine, config, self._native, security)
+        super().__init__(stream, engine, config, self._native, security, ports=ports)
 
     def _dispatch(self, event: Request | InvalidRequest, nursery: trio.Nursery) -> None:
         if isinstance(event, InvalidRequest):
@@ -84,12 +90,6 @@ class NativeConnection(BaseConnection):
     def _respond(self, cid: int, response: Message, payload: bytes = b"") -> None:
         self._in_flight.release()
         self.send(self._native.send(Response(cid, response, payload)))
-
-
-def refusal(reason: str) -> bytes:
-    """An unsolicited error frame (correlation id 0) sent to a connection the server refuses."""
-    protocol = Connection(Role.SERVER, 1 << 20)
-    return protocol.send(Response(0, ErrorResponse(error_code=8, error_message=reason)))
 
 
 def error_response(api_key: int, error: BaseException) -> Message:
