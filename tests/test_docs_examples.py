@@ -254,8 +254,7 @@ def test_the_examples_run(document: Path, tmp_path: Path) -> None:
 def test_the_quick_start_is_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     quick_start = readme.split("## Quick start", 1)[1].split("##", 1)[0]
-    [block] = re.findall(r"```sh\n(.*?)```", quick_start, re.S)
-    commands = block.strip().splitlines()
+    commands = re.findall(r"```sh\n(.*?)```", quick_start, re.S)[0].strip().splitlines()
     assert len(commands) == 2
     assert commands[0].endswith("logbroker serve --kafka-port 9092")
     assert commands[1].endswith("pytest")

@@ -159,7 +159,7 @@ def reset_offsets(group: str, topic: str, to: str, dry_run: bool, create: bool, 
 
 
 @click.command()
-@click.option("--group", default=None, help="Only this group.")
+@click.option("-g", "--group", default=None, help="Only this group.")
 @click.option("--topic", default=None, help="Only this topic.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of rows.")
 @bootstrap_option
