@@ -55,6 +55,7 @@ __all__ = [
     "UnsupportedCompressionError",
     "UnsupportedSaslMechanismError",
     "UnsupportedVersionError",
+    "WrongListenerError",
     "for_code",
 ]
 
@@ -386,6 +387,13 @@ class FrameTooLargeError(ProtocolError):
 
 class ConnectionClosedError(BrokerUnavailableError):
     """The connection to the broker closed (or could not be opened)."""
+
+
+class WrongListenerError(ConnectionClosedError):
+    """The address answers, but not as logbroker's native port does (a Kafka listener, an HTTP
+    server, a port that takes TLS only): trying again will not help."""
+
+    retriable = False
 
 
 def for_code(code: int) -> type[LogbrokerError]:

@@ -1,4 +1,4 @@
-"""Test-suite settings: Hypothesis profiles.
+"""Test-suite settings: Hypothesis profiles, and the fixtures several test folders share.
 
 `ci` (the default) keeps the whole suite fast; `long` is for deliberate runs:
 
@@ -6,7 +6,10 @@
 """
 
 import os
+import socket
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -24,3 +27,12 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another socket listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]

@@ -59,9 +59,10 @@ class AnswersHelloOnly:
     """A broker that answers the Hello, then nothing more: it stopped answering after the
     handshake. Counts its connections and the requests it left unanswered."""
 
-    def __init__(self) -> None:
+    def __init__(self, hello: HelloResponse | None = None) -> None:
         self.connections = 0
         self.unanswered: list[str] = []
+        self.hello = hello or HelloResponse()
 
     async def __call__(self, stream: trio.SocketStream) -> None:
         self.connections += 1
@@ -73,7 +74,7 @@ class AnswersHelloOnly:
                     if not isinstance(event, Request):
                         return
                     if isinstance(event.message, Hello):
-                        await stream.send_all(protocol.send(Response(event.correlation_id, HelloResponse())))
+                        await stream.send_all(protocol.send(Response(event.correlation_id, self.hello)))
                     else:
                         self.unanswered.append(type(event.message).__name__)
         except trio.BrokenResourceError:

@@ -144,6 +144,17 @@ class Session:
 
     # -- the examples ----------------------------------------------------------------------
 
+    def run(self, argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv,
+            cwd=cwd or self.directory,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT,
+        )
+
     def run_shell(self, code: str, line: int) -> None:
         for command in _commands(self.localise(code)):
             command = _INSTALL.sub("", command)
@@ -161,15 +172,7 @@ class Session:
                     pytest.fail("kcat is not installed (CI installs it: .ci/run)")
                 pytest.skip("kcat is not installed")
             self.ensure_broker()
-            result = subprocess.run(
-                ["bash", "-o", "pipefail", "-c", command],
-                cwd=self.directory,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=_COMMAND_TIMEOUT,
-            )
+            result = self.run(["bash", "-o", "pipefail", "-c", command])
             assert result.returncode == 0, (
                 f"{self.where(line)}: `{command}` exited {result.returncode}\n"
                 f"stdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-2000:]}\n"
@@ -184,15 +187,7 @@ class Session:
         self.ensure_broker()
         script = self.directory / f"example_{line}.py"
         script.write_text(code)
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=self.directory,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_COMMAND_TIMEOUT,
-        )
+        result = self.run([sys.executable, str(script)])
         assert result.returncode == 0, (
             f"{self.where(line)}: the example failed\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}\n"
             f"broker log:\n{self.log_tail()}"
@@ -206,14 +201,8 @@ class Session:
         project.mkdir()
         for number, code in enumerate(self.tests):
             (project / f"test_example_{number}.py").write_text(code)
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
-            cwd=project,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        result = self.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"], cwd=project
         )
         expected = sum(len(re.findall(r"^(?:async )?def test_", code, re.M)) for code in self.tests)
         assert result.returncode == 0 and f"{expected} passed" in result.stdout, (

@@ -120,7 +120,7 @@ def bootstrap_option(command: F) -> F:
         click.option(
             "--timeout",
             envvar="LOGBROKER_TIMEOUT",
-            type=click.FloatRange(min=0),
+            type=click.FloatRange(min=0, min_open=True),
             default=30.0,
             show_default=True,
             metavar="SECONDS",

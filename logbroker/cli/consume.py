@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import click
 import trio
 
 from logbroker.client import Client, GroupConsumer, GroupMessage, Message
-from logbroker.errors import GroupIdNotFoundError
+from logbroker.errors import GroupIdNotFoundError, LogbrokerError
 
 from .common import FromEnd, bootstrap_option, connect, parse_start
 from .interrupt import Interrupt
@@ -136,8 +136,8 @@ def consume(
                 "with --group, --from takes earliest, latest or a time (to move a group's offsets, "
                 "use `logbroker groups reset-offsets`)"
             )
-        interrupt.run(
-            _consume_group,
+        work: Callable[..., Awaitable[None]] = _consume_group
+        args: tuple[object, ...] = (
             topic,
             group,
             begin if start is not None else None,
@@ -152,8 +152,8 @@ def consume(
             count,
         )
     else:
-        interrupt.run(
-            _consume,
+        work = _consume
+        args = (
             topic,
             begin,
             begin_timestamp,
@@ -164,6 +164,16 @@ def consume(
             bootstrap,
             count,
         )
+    try:
+        interrupt.run(work, *args)
+    except (LogbrokerError, OSError) as exc:
+        if not count.messages:
+            raise
+        # What was printed is not lost from view: the count goes with the error.
+        message = exc.message if isinstance(exc, LogbrokerError) else (exc.strerror or str(exc))
+        raise click.ClickException(
+            f"{message}; consumed {count.messages} message(s) from {topic} before that"
+        ) from None
     summary = f"consumed {count.messages} message(s) from {topic}"
     if interrupt.requested:
         click.echo(f"interrupted: {summary}", err=True)

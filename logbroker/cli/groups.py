@@ -49,10 +49,11 @@ def list_(as_json: bool, bootstrap: str) -> None:
             )
         )
         return
+    width = max([len("GROUP"), *(len(g.name) for g in found)])
+    click.echo(f"{'GROUP':<{width}} {'PROTOCOL':<8} {'MEMBERS':>7} {'GENERATION':>10}  TOPICS")
     for g in found:
         click.echo(
-            f"{g.name}\tmembers={g.members}\tgeneration={g.generation}\ttopics={','.join(g.topics)}"
-            + ("\tprotocol=kafka" if g.protocol == "kafka" else "")
+            f"{g.name:<{width}} {g.protocol:<8} {g.members:>7} {g.generation:>10}  {','.join(g.topics)}"
         )
 
 

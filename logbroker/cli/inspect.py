@@ -52,6 +52,8 @@ def dump(segment: str, records: bool, as_json: bool, max_decompressed: int) -> N
             f"{segment} is a partition's producer-state snapshot (JSON text), not a segment file",
             param_hint="'SEGMENT'",
         )
+    with open(segment, "rb"):
+        pass  # an unreadable file is an error before anything is printed (not half a document)
     batches = record_count = 0
     problems: list[str] = []
     if as_json:

@@ -1,7 +1,7 @@
 """The `logbroker` entry point: the command group and the one place errors become messages.
 
 Exit status: 0 on success, 1 with a one-line error on stderr (never a traceback), 2 for usage
-errors (click's own).
+errors (click's own), 130 when interrupted by Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class _Commands(click.Group):
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        except KeyboardInterrupt:
+            # Ctrl-C: exit 130, as a shell does, not click's "Aborted!" and 1. (produce and
+            # consume handle their signals themselves, to say what they completed.)
+            click.echo("interrupted", err=True)
+            raise SystemExit(130) from None
 
 
 @click.group(cls=_Commands)

@@ -116,6 +116,8 @@ class _State:
     bad_line: int | None = None  # the line without the key separator
 
     def counts(self) -> str:
+        if self.read == 0:
+            return "no message was read yet, none was sent"
         return f"{self.acked} of {self.read} message(s) were acked"
 
 
@@ -128,8 +130,8 @@ async def _connect(bootstrap: str, patience: float) -> Client:
             return await connect(
                 bootstrap, connect_timeout=max(min(CONNECT_TIMEOUT, give_up - trio.current_time()), 0.1)
             )
-        except ConnectionClosedError:
-            if trio.current_time() + delay >= give_up:
+        except ConnectionClosedError as exc:
+            if not exc.retriable or trio.current_time() + delay >= give_up:  # a wrong port stays wrong
                 raise
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)

@@ -30,6 +30,7 @@ from logbroker.errors import (
     MessageTooLargeError,
     ProtocolError,
     RequestTimedOutError,
+    WrongListenerError,
 )
 from logbroker.protocol.connection import CLOSED, NEED_DATA, Connection, Request, Response, Role
 from logbroker.protocol.messages import ErrorResponse, Message
@@ -232,8 +233,15 @@ class BrokerConnection:
                         waiting.payload = event.payload
                         waiting.done = True
                     elif event.correlation_id == 0 and isinstance(event.message, ErrorResponse):
+                        # BROKER_NOT_AVAILABLE: try again later (too many connections); any other
+                        # code: this port will not do (a Kafka listener).
+                        refused = (
+                            ConnectionClosedError
+                            if event.message.error_code == ConnectionClosedError.code
+                            else WrongListenerError
+                        )
                         self._fail(
-                            ConnectionClosedError(
+                            refused(
                                 f"the broker at {self.address} refused the connection: {event.message.error_message}"
                             )
                         )
@@ -258,9 +266,11 @@ class BrokerConnection:
             what = f"{self.address} is an HTTP server (it answered in HTTP), not logbroker's native port"
         elif answered is Wire.TLS:
             what = f"{self.address} takes TLS connections only (it answered in TLS): connect with TLS"
-        elif not self._first_answer:
-            what += " before answering (is it logbroker's native port?)"
-        return ConnectionClosedError(what)
+        else:
+            if not self._first_answer:
+                what += " before answering (is it logbroker's native port?)"
+            return ConnectionClosedError(what)
+        return WrongListenerError(what)
 
     def _fail(self, error: LogbrokerError) -> None:
         if self._broken is None:

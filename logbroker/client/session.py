@@ -29,6 +29,7 @@ from logbroker.errors import (
     LogbrokerError,
     RequestTimedOutError,
     SaslAuthenticationError,
+    UnsupportedVersionError,
 )
 from logbroker.protocol.messages import (
     AlterTopic,
@@ -292,6 +293,14 @@ class Session:
     ) -> list[OffsetMove]:
         """What `reset_offsets` does (or, with `dry_run=False`, did) per partition: the committed
         offset before (-1: none) and the new one. By default nothing changes."""
+        if dry_run or not create:
+            await self._connection()
+            assert self.broker_info is not None
+            if self.broker_info.protocol_version < 2:  # it would ignore both and move the offsets
+                raise UnsupportedVersionError(
+                    f"the broker at {self.address} (logbroker {self.broker_info.broker_version}) cannot "
+                    "plan an offset reset or refuse an unknown group: upgrade it"
+                )
         response, _ = await self.request(
             ResetOffsets(group, topic, to, timestamp, create=create, dry_run=dry_run)
         )

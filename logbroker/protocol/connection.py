@@ -138,8 +138,10 @@ class Connection:
         return encode_frame(kind, event.correlation_id, api_key, encode_message(event.message), event.payload)
 
 
-def refusal(reason: str) -> bytes:
+def refusal(reason: str, *, error_code: int = 8) -> bytes:
     """An unsolicited error frame (correlation id 0) for a connection the server refuses: the
-    client reports `reason` and closes."""
+    client reports `reason` and closes. BROKER_NOT_AVAILABLE (8, the default) says that trying
+    again later may work (too many connections); another code, that it will not (the wrong
+    port)."""
     protocol = Connection(Role.SERVER, 1 << 20)
-    return protocol.send(Response(0, ErrorResponse(error_code=8, error_message=reason)))
+    return protocol.send(Response(0, ErrorResponse(error_code=error_code, error_message=reason)))

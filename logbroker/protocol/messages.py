@@ -77,7 +77,9 @@ __all__ = [
     "encode_message",
 ]
 
-PROTOCOL_VERSION = 1
+#: 1: the first; 2: ResetOffsets `create`, `dry_run` and its answer's `previous` (a broker
+#: speaking 1 ignores the new fields, so a client asks for them only from a broker speaking 2).
+PROTOCOL_VERSION = 2
 
 
 @attrs.frozen

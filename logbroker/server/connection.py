@@ -9,7 +9,8 @@ through a byte-counted queue to one writer task, which coalesces small ones into
 and sends large buffers (record batches) as they are, uncopied.
 
 Before any request's work, `admit` applies what its endpoint declares: the ACLs it needs, with
-`create` on the topics it may create when the broker creates topics on first use. A principal
+`create` on the topics a producer's request may create (the broker creates topics on first
+produce). A principal
 over a quota is slowed down: the connection stops reading its requests for
 the quota's delay (Kafka mutes the channel the same way and tells the client `throttle_time_ms`).
 
@@ -275,7 +276,7 @@ class BaseConnection(abc.ABC):
     ) -> None:
         """What every request passes before its work, on a broker with ACLs: what its endpoint
         says it `needs`, and `create` on each topic it may create (`creates`) that does not
-        exist yet, when the broker creates topics on first use (Kafka's rule). Raises the
+        exist yet, when the broker creates topics on first produce (Kafka's rule). Raises the
         refusal. (The topics themselves are created by the work, where its rules say.)"""
         if not self.security.authorize or self.principal is None:
             return  # working out the needs is not free: skipped on a broker without ACLs

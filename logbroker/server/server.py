@@ -36,11 +36,12 @@ from logbroker.broker.broker import Broker
 from logbroker.engine import clock
 from logbroker.engine.engine import Engine
 from logbroker.errors import LogbrokerError
+from logbroker.protocol.connection import refusal
 from logbroker.server.config import ServerConfig, Settings
 from logbroker.server.connection import BaseConnection, Ports, peer_name
 from logbroker.server.kafka.connection import KafkaConnection
 from logbroker.server.listeners import Listeners, format_address
-from logbroker.server.native.connection import NativeConnection, refusal
+from logbroker.server.native.connection import NativeConnection
 from logbroker.server.security import Security
 from logbroker.tls import server_context
 

@@ -30,6 +30,7 @@ from logbroker.kafka.types import Buffer
 from logbroker.protocol.connection import Connection, Request, Role, refusal
 from logbroker.protocol.messages import Hello
 from logbroker.protocol.sniff import Wire
+from logbroker.server.listeners import format_address
 
 __all__ = ["LISTENER_NAMES", "Ports", "Verdict", "wrong_listener"]
 
@@ -58,12 +59,12 @@ class Verdict:
 def wrong_listener(listener: Wire, client: Wire, first: bytes, host: str, port: int, ports: Ports) -> Verdict:
     """The client's first bytes `first`, which speak `client`'s protocol, reached the `listener`
     port `host:port`: what to log and what to answer."""
-    here = f"the {LISTENER_NAMES[listener]} port {_join(host, port)}"
+    here = f"the {LISTENER_NAMES[listener]} port {format_address(host, port)}"
     if client is Wire.KAFKA:
         request = _kafka_request(first)
         who = f"a Kafka client (client id {request.client_id!r})" if request else "a Kafka client"
         where = (
-            f"Kafka's listener is {_join(host, ports.kafka)}"
+            f"Kafka's listener is {format_address(host, ports.kafka)}"
             if ports.kafka >= 0
             else "the Kafka listener is off: start serve with --kafka-port"
         )
@@ -75,11 +76,12 @@ def wrong_listener(listener: Wire, client: Wire, first: bytes, host: str, port: 
     if client is Wire.NATIVE:
         client_id = _native_client_id(first)
         who = "a logbroker client" + (f" (client id {client_id!r})" if client_id is not None else "")
-        native = _join(host, ports.native)
+        native = format_address(host, ports.native)
         return Verdict(
             logging.WARNING,
             f"{who} connected to {here}; logbroker's own port is {native}",
-            [refusal(f"it is a Kafka listener; logbroker's own port is {native}")],
+            # INVALID_REQUEST, not BROKER_NOT_AVAILABLE: trying this port again will not help.
+            [refusal(f"it is a Kafka listener; logbroker's own port is {native}", error_code=42)],
         )
     if client is Wire.TLS:
         return Verdict(
@@ -88,10 +90,6 @@ def wrong_listener(listener: Wire, client: Wire, first: bytes, host: str, port: 
             "(serve takes TLS with --tls-cert and --tls-key)",
         )
     return Verdict(logging.INFO, f"an HTTP client connected to {here}, which does not speak HTTP")
-
-
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _api_key(request: KafkaRequest | UnsupportedRequest) -> int:

@@ -324,3 +324,19 @@ def test_kcat_flags_and_a_format_string_show_key_partition_offset_and_headers(
     for bad in ("%q", "no fields", "%"):
         refused = run("consume", "t", "-f", bad, env=env)
         assert refused.returncode == 2 and "--format" in refused.stderr
+
+
+def test_a_consume_that_fails_after_printing_says_how_many_it_consumed(
+    run: Run, serve_process: Serve, spawn: Spawn
+) -> None:
+    """Regression (review of issue 14): an error after records were printed lost the count."""
+    server = serve_process()
+    env = {"LOGBROKER_BOOTSTRAP": server.address}
+    run("produce", "t", input="a\nb\nc\n", env=env)
+    consumer = spawn("consume", "t", "-b", server.address, "--timeout", "2")
+    assert consumer.stdout is not None and consumer.stderr is not None
+    assert [consumer.stdout.readline() for _ in range(3)] == [b"a\n", b"b\n", b"c\n"]
+    server.kill()  # the broker goes away for good
+    assert consumer.wait(timeout=60) == 1
+    [line] = consumer.stderr.read().decode().strip().splitlines()
+    assert line.startswith("Error: ") and line.endswith("; consumed 3 message(s) from t before that")

@@ -166,6 +166,9 @@ def test_a_native_group_shows_its_state(run: Run, serve_process: Serve) -> None:
     described = json.loads(run("groups", "describe", "g", "--json", env=env).stdout)
     assert (described["protocol"], described["state"], described["members"]) == ("native", "Empty", [])
     assert run("groups", "describe", "g", env=env).stdout.startswith("group g: Empty, generation ")
+    header, row = run("groups", "list", env=env).stdout.splitlines()
+    assert header == "GROUP PROTOCOL MEMBERS GENERATION  TOPICS"
+    assert row.split() == ["g", "native", "0", str(described["generation"]), "t"]
 
 
 def test_reset_offsets_dry_run_changes_nothing_and_an_unknown_group_needs_create(

@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from tests.cli.conftest import Run, ServeProcess
 Serve = Callable[..., ServeProcess]
 
 EiB = 1 << 60
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that another socket listens on."""
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        yield other.getsockname()[1]
 
 
 def tree(directory: Path) -> dict[str, tuple[int, int]]:

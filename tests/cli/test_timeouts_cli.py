@@ -4,10 +4,15 @@ this process (`tests.misbehaving`) and a real broker."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import click
+import trio
 
 from logbroker.cli.common import CONNECT_TIMEOUT
 from logbroker.cli.main import cli
@@ -111,3 +116,32 @@ def test_the_bootstrap_option_takes_kafkas_spellings(run: Run) -> None:
         assert run("topics", "create", "spelled", "-b", broker.address).returncode == 0
         listed = run("topics", "list", "--bootstrap-server", broker.address, "--json")
     assert listed.returncode == 0 and '"spelled"' in listed.stdout
+
+
+def test_ctrl_c_ends_any_client_command_with_exit_130() -> None:
+    """Regression (review of issue 14): click turned Ctrl-C into "Aborted!" and exit 1 for every
+    command but produce and consume."""
+    connected = threading.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        connected.set()
+        await silent(stream)
+
+    with (
+        ServingThread(hold) as address,
+        subprocess.Popen(
+            [sys.executable, "-m", "logbroker.cli", "topics", "list", "-b", address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as command,
+    ):
+        assert connected.wait(30)  # it is waiting for an answer now
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=30)
+    assert (command.returncode, out, err) == (130, "", "interrupted\n")
+
+
+def test_a_timeout_of_zero_is_a_usage_error(run: Run) -> None:
+    done = run("topics", "list", "--timeout", "0")
+    assert done.returncode == 2 and "--timeout" in done.stderr

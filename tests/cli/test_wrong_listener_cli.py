@@ -36,6 +36,20 @@ def test_the_cli_on_the_kafka_port_names_both_ports(run: Run, server: ServeProce
     assert [line for line in log.splitlines() if said in line and " WARNING " in line], log
 
 
+def test_produce_on_the_kafka_port_gives_up_at_once_instead_of_retrying(
+    run: Run, server: ServeProcess
+) -> None:
+    """A wrong port stays wrong: produce retries a broker that cannot be reached, not this."""
+    done = run(
+        "produce", "t", "--bootstrap", server.kafka_address, "--timeout", "60", input="x\n", timeout=30
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"Error: the broker at {server.kafka_address} refused the connection: ")
+    assert done.stderr.rstrip().endswith("no message was read yet, none was sent")
+    warnings = [line for line in server.stderr_text().splitlines() if "connected to the Kafka port" in line]
+    assert len(warnings) == 1, warnings  # one attempt
+
+
 @pytest.mark.skipif(
     shutil.which("kcat") is None and not os.environ.get("CI"), reason="kcat is not installed (CI installs it)"
 )

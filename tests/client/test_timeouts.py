@@ -13,8 +13,8 @@ import trio.testing
 import logbroker
 import logbroker.sync
 from logbroker.client.session import Session
-from logbroker.errors import ConnectionClosedError, RequestTimedOutError
-from logbroker.protocol.messages import FetchPartition
+from logbroker.errors import ConnectionClosedError, RequestTimedOutError, UnsupportedVersionError
+from logbroker.protocol.messages import FetchPartition, HelloResponse
 from logbroker.testing import run_broker
 from tests.misbehaving import (
     AnswersHelloOnly,
@@ -158,3 +158,14 @@ def test_the_blocking_client_times_out_too() -> None:
         # a consume of a broker that never answers is an error, not "no records within timeout"
         with pytest.raises(RequestTimedOutError, match="DescribeTopic"):
             client.consume("t", timeout=0.1)
+
+
+async def test_a_dry_run_reset_is_not_sent_to_a_broker_of_protocol_1() -> None:
+    """Regression (review of issue 14): a broker speaking protocol 1 ignores `dry_run` and
+    `create` and would move the offsets; the client refuses to ask it."""
+    old = AnswersHelloOnly(HelloResponse(broker_version="0.0.9", protocol_version=1))
+    async with serving(old) as address, await logbroker.connect(address) as client:
+        for options in ({"dry_run": True}, {"dry_run": False, "create": False}):
+            with pytest.raises(UnsupportedVersionError, match=r"logbroker 0\.0\.9\) cannot plan"):
+                await client.plan_offsets("g", "t", "earliest", **options)
+    assert old.unanswered == []  # nothing but the Hello was sent

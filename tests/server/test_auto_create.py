@@ -12,7 +12,7 @@ import trio
 from trio.abc import Clock
 
 import logbroker
-from logbroker.errors import InvalidRequestError, UnknownTopicOrPartitionError
+from logbroker.errors import CorruptRecordError, InvalidRequestError, UnknownTopicOrPartitionError
 from logbroker.protocol.messages import (
     DescribeTopic,
     Fetch,
@@ -98,6 +98,19 @@ async def test_a_produce_refused_for_its_own_fields_creates_no_topic() -> None:
         with pytest.raises(InvalidRequestError, match="acks"):
             await client.request(Produce("by-produce", 0, acks=7), batch(1))
         assert await client.list_topics() == []
+
+
+async def test_a_produce_refused_for_its_batch_or_partition_creates_no_topic() -> None:
+    """Regression (review of issue 14): a native produce created its topic before the broker
+    checked the batches and the partition, so a refused produce left a topic behind."""
+    async with run_broker() as broker, await logbroker.connect(broker.address) as client:
+        with pytest.raises(CorruptRecordError):
+            await client.request(Produce("by-a-bad-batch", 0), b"\x00" * 70)
+        with pytest.raises(UnknownTopicOrPartitionError, match="there is no partition 5"):
+            await client.request(Produce("by-a-bad-partition", 5), batch(1))
+        assert await client.list_topics() == []
+        await client.request(Produce("by-a-good-one", 0), batch(1))
+        assert [t.name for t in await client.list_topics()] == ["by-a-good-one"]
 
 
 async def test_a_fetch_naming_a_missing_topic_answers_the_others() -> None:

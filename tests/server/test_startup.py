@@ -6,8 +6,6 @@ other, every value read back from its owner, a short summary."""
 from __future__ import annotations
 
 import errno
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,6 @@ from logbroker.errors import InvalidConfigError
 from logbroker.server.config import Settings
 from logbroker.server.listeners import Listeners
 from logbroker.testing import BrokerThread, run_broker
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        yield other.getsockname()[1]
 
 
 async def test_run_broker_binds_before_it_opens_the_data_directory(taken_port: int, tmp_path: Path) -> None:

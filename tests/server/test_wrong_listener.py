@@ -68,7 +68,7 @@ def test_a_native_client_on_the_kafka_port_is_refused_with_the_native_port_in_it
     assert client.next_event() == Response(
         0,
         ErrorResponse(
-            error_code=8, error_message="it is a Kafka listener; logbroker's own port is 127.0.0.1:9400"
+            error_code=42, error_message="it is a Kafka listener; logbroker's own port is 127.0.0.1:9400"
         ),
     )
 

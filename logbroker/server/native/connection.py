@@ -11,7 +11,7 @@ import trio
 
 from logbroker.engine.engine import Engine
 from logbroker.errors import BrokerUnavailableError, LogbrokerError, SaslAuthenticationError
-from logbroker.protocol.connection import Connection, InvalidRequest, Request, Response, Role, refusal
+from logbroker.protocol.connection import Connection, InvalidRequest, Request, Response, Role
 from logbroker.protocol.messages import RESPONSES, ErrorResponse, Message
 from logbroker.protocol.sniff import Wire
 from logbroker.server.config import ServerConfig
@@ -19,7 +19,7 @@ from logbroker.server.connection import BaseConnection, Ports
 from logbroker.server.native.endpoints import ENDPOINTS, Reply
 from logbroker.server.security import Security
 
-__all__ = ["NativeConnection", "error_response", "refusal"]
+__all__ = ["NativeConnection", "error_response"]
 
 logger = logging.getLogger("logbroker.connections")
 requests_logger = logging.getLogger("logbroker.requests")

@@ -67,7 +67,7 @@ class Endpoint:
     handle: Handler
     #: (operation, resource type, name) the ACLs must allow before any work is done.
     needs: Callable[[Any], list[Need]] = _nothing
-    #: Topics the request may create on first use, when the broker creates topics (a
+    #: Topics the request may create on first produce, when the broker creates topics (a
     #: producer's requests only: a consumer's never create one): the ACLs must then allow
     #: `create` on those missing; its handler creates them once it found the request valid.
     creates: Callable[[Any], list[str]] = _nothing

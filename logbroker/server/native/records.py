@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from logbroker.engine.fetch import FetchWant
-from logbroker.errors import InvalidRequestError
+from logbroker.errors import InvalidRequestError, UnknownTopicOrPartitionError
 from logbroker.protocol.messages import (
     Fetch,
     FetchedPartition,
@@ -14,6 +14,7 @@ from logbroker.protocol.messages import (
     Produce,
     ProduceResponse,
 )
+from logbroker.records.batch import validate_batches
 from logbroker.server.connection import BaseConnection
 
 Reply = tuple[Message, bytes]
@@ -26,8 +27,18 @@ def produce(conn: BaseConnection, request: Produce, payload: bytes) -> Awaitable
     conn.charge_produce(len(payload))
     if request.acks not in (-1, 0, 1):
         raise InvalidRequestError(f"acks must be 0, 1 or -1, not {request.acks}")
-    engine.topics.auto_create(request.topic, by=conn.requester)
-    result = engine.produce.append(request.topic, request.partition, payload)
+    headers = None
+    if not engine.topics.exists(request.topic):
+        # Created only for a produce that will be appended: a refused one leaves no topic.
+        headers = validate_batches(payload)
+        count = engine.topics.options.default_partitions
+        if engine.topics.options.auto_create_topics and not 0 <= request.partition < count:
+            raise UnknownTopicOrPartitionError(
+                f"topic {request.topic!r} would be created with {count} partition(s): "
+                f"there is no partition {request.partition}"
+            )
+        engine.topics.auto_create(request.topic, by=conn.requester)
+    result = engine.produce.append(request.topic, request.partition, payload, headers=headers)
     if request.acks == 0:
         return None
 
