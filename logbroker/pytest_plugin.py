@@ -19,6 +19,7 @@ from logbroker.testing import BrokerThread, RunningBroker, run_broker
 
 @pytest.fixture
 def logbroker_thread() -> Iterator[RunningBroker]:
+    """A memory broker in a background thread, for any test; connect to its `.address`."""
     with BrokerThread() as running:
         yield running
 
@@ -26,11 +27,17 @@ def logbroker_thread() -> Iterator[RunningBroker]:
 try:
     import pytest_trio
 except ImportError:  # pragma: no cover - the trio fixture needs pytest-trio
-    pass
+
+    @pytest.fixture
+    def logbroker_broker() -> None:
+        """A memory broker in the test's trio loop: needs pytest-trio."""
+        pytest.fail("the logbroker_broker fixture needs pytest-trio: pip install pytest-trio", pytrace=False)
+
 else:
 
     @pytest_trio.trio_fixture  # type: ignore[untyped-decorator]
     async def logbroker_broker() -> AsyncIterator[RunningBroker]:
+        """A memory broker in the test's own trio loop; connect to its `.address`."""
         async with run_broker() as running:
             yield running
 

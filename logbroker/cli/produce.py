@@ -12,7 +12,7 @@ import trio
 
 from logbroker.client.client import Client
 from logbroker.client.producer import Producer
-from logbroker.errors import ConnectionClosedError, LogbrokerError
+from logbroker.errors import ConnectionClosedError, LogbrokerError, UnknownTopicOrPartitionError
 
 from .common import CONNECT_TIMEOUT, bootstrap_option, broker_timeout, connect
 from .interrupt import Interrupt
@@ -103,6 +103,11 @@ def produce(
             f"line {state.bad_line} has no key separator {key_separator!r}, so the input stops there; "
             f"{state.counts()}"
         )
+    if state.new_topic and state.acked:
+        # A typo in a topic name creates a topic (Kafka's default): not silently.
+        click.echo(
+            f"created topic {topic!r}: it did not exist (serve --no-auto-create-topics refuses)", err=True
+        )
     click.echo(f"produced {state.acked} message(s) to {topic}", err=True)
 
 
@@ -114,6 +119,7 @@ class _State:
     read = 0  # lines taken as messages
     acked = 0
     bad_line: int | None = None  # the line without the key separator
+    new_topic = False  # the topic did not exist when the command started
 
     def counts(self) -> str:
         if self.read == 0:
@@ -185,6 +191,12 @@ async def _produce(
     if client is None:
         return
     async with client:
+        try:
+            await client.describe_topic(topic)
+        except UnknownTopicOrPartitionError:
+            state.new_topic = True  # the first produce will create it (or be refused): say so
+        except LogbrokerError:
+            pass  # no right to describe it: the produce itself will tell
         producer = client.producer(delivery_timeout=patience, request_timeout=patience)
         try:
             with trio.CancelScope() as wind_down:

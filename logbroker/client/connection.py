@@ -212,7 +212,7 @@ class BrokerConnection:
             try:
                 data = await self._stream.receive_some(_RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._fail(self._unexpected(f"connection to {self.address} lost: {exc}"))
+                self._fail(self._unexpected(f"connection to {self.address} lost: {_why(exc)}"))
                 return
             if self._first_answer is not None:
                 self._first_answer += data[: _FIRST_BYTES - len(self._first_answer)]
@@ -267,7 +267,11 @@ class BrokerConnection:
         elif answered is Wire.TLS:
             what = f"{self.address} takes TLS connections only (it answered in TLS): connect with TLS"
         else:
-            if not self._first_answer:
+            if self._first_answer:
+                pass
+            elif isinstance(self._stream, trio.SSLStream):  # the TLS handshake went through
+                what += " before answering (does the broker require a client certificate? --tls-cert)"
+            else:
                 what += " before answering (is it logbroker's native port?)"
             return ConnectionClosedError(what)
         return WrongListenerError(what)
@@ -276,3 +280,14 @@ class BrokerConnection:
         if self._broken is None:
             self._broken = error
         self._lot.unpark_all()
+
+
+def _why(exc: BaseException) -> str:
+    """What broke a connection, in words: a TLS alert from the broker says more than trio's
+    empty BrokenResourceError (its cause)."""
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        if "CERTIFICATE_REQUIRED" in str(cause).upper() or "CERTIFICATE REQUIRED" in str(cause).upper():
+            return "the broker does require a client certificate (--tls-cert, or in the ssl_context)"
+        return f"TLS: {cause.reason or cause}"
+    return str(cause or exc) or type(exc).__name__

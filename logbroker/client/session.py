@@ -156,7 +156,7 @@ class Session:
                     elif response.sasl_mechanisms:
                         raise SaslAuthenticationError(
                             f"the broker at {self.address} requires a login "
-                            f"({', '.join(response.sasl_mechanisms)}): pass username and password"
+                            f"({', '.join(response.sasl_mechanisms)}): pass username and password (the CLI: --user, and the password in LOGBROKER_PASSWORD)"
                         )
                 except RequestTimedOutError:
                     raise ConnectionClosedError(

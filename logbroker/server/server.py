@@ -50,6 +50,9 @@ __all__ = ["Server", "serve", "serve_settings"]
 logger = logging.getLogger("logbroker.server")
 
 
+_TLS_ONLY = "this port takes TLS connections only: connect with TLS (--tls-ca, or an ssl_context)"
+
+
 class Server:
     def __init__(self, broker: Broker, config: ServerConfig | None = None) -> None:
         self.broker = broker
@@ -168,7 +171,7 @@ class Server:
             reason = f"too many connections from {host} (max_connections_per_ip is {self.config.max_connections_per_ip})"
         else:
             try:
-                stream = await self._secure(tcp)
+                stream = await self._secure(tcp, kafka=kafka)
                 if stream is not None:
                     ports = Ports(self.port, self.kafka_port)
                     connection: BaseConnection = (
@@ -191,12 +194,15 @@ class Server:
                     pass
         await tcp.aclose()
 
-    async def _secure(self, tcp: trio.SocketStream) -> trio.abc.Stream | None:
+    async def _secure(self, tcp: trio.SocketStream, *, kafka: bool) -> trio.abc.Stream | None:
         """The connection's stream: TLS once its handshake succeeds within the timeout (None,
-        and closed, when it does not: plaintext, garbage, a wrong or missing client certificate)."""
+        and closed, when it does not: plaintext, garbage, a wrong or missing client certificate).
+        A native client that spoke plaintext to the native port is told, in plaintext, that the
+        port takes TLS only."""
         if self.tls is None:
             return tcp
         stream = trio.SSLStream(tcp, self.tls, server_side=True)
+        plaintext = False
         self.handshaking += 1
         try:
             with trio.move_on_after(self.config.tls_handshake_timeout) as waited:
@@ -205,10 +211,18 @@ class Server:
                     return stream
                 except trio.BrokenResourceError as exc:
                     reason = str(exc.__cause__ or exc)
+                    plaintext = getattr(exc.__cause__, "reason", None) == "WRONG_VERSION_NUMBER"
         finally:
             self.handshaking -= 1
         if waited.cancelled_caught:
             reason = f"no TLS handshake within {self.config.tls_handshake_timeout} s"
+        elif plaintext and not kafka:
+            logger.warning("%s: a plaintext client connected to the TLS-only native port", peer_name(tcp))
+            with trio.move_on_after(1):
+                try:  # a native client reads this and says it (a non-retriable code: TLS is needed)
+                    await tcp.send_all(refusal(_TLS_ONLY, error_code=42))
+                except trio.BrokenResourceError:
+                    pass
         logger.info("%s: TLS handshake failed: %s", peer_name(tcp), reason)
         await tcp.aclose()
         return None

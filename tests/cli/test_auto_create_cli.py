@@ -29,6 +29,12 @@ def test_produce_creates_a_missing_topic_on_a_broker_started_without_flags(
     env = {"LOGBROKER_BOOTSTRAP": server.address}
     produced = run("produce", "fresh", input="one\ntwo\n", env=env)
     assert produced.returncode == 0, produced.stderr
+    assert produced.stderr.splitlines() == [  # a typo in a topic name is not silent
+        "created topic 'fresh': it did not exist (serve --no-auto-create-topics refuses)",
+        "produced 2 message(s) to fresh",
+    ]
+    again = run("produce", "fresh", input="three\n", env=env)
+    assert again.stderr.splitlines() == ["produced 1 message(s) to fresh"]
     consumed = run("consume", "fresh", "--max-messages", "2", "--idle-timeout", "5", env=env)
     assert consumed.stdout.split() == ["one", "two"]
     _, log = server.stop()

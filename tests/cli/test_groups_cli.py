@@ -155,6 +155,8 @@ def test_offsets_of_an_unknown_group_fails_as_describe_does(run: Run, serve_proc
         assert (result.returncode, result.stdout) == (1, ""), command
         assert result.stderr.strip() == "Error: unknown group 'nobody'", command
     assert json.loads(run("offsets", "--json", env=env).stdout) == []  # no filter: an empty list
+    typo = run("offsets", "--topic", "ordrs", env=env)
+    assert (typo.returncode, typo.stderr.strip()) == (1, "Error: unknown topic 'ordrs'")
 
 
 def test_a_native_group_shows_its_state(run: Run, serve_process: Serve) -> None:

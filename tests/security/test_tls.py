@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import logbroker
-from logbroker.errors import ConnectionClosedError, TopicAuthorizationFailedError
+from logbroker.errors import ConnectionClosedError, TopicAuthorizationFailedError, WrongListenerError
 from logbroker.security.acls import AclRule, AclStore
 from logbroker.testing import BrokerThread, RunningBroker, run_broker
 from logbroker.tls import client_context
@@ -73,7 +73,12 @@ def test_plaintext_or_garbage_to_a_tls_port_is_refused(
                 received += chunk
         except ConnectionResetError:
             pass
-        assert not received.startswith(b"\x00\x00")  # no frame of either protocol
+        if listener == "native" and sent.startswith(b"\x00\x00"):  # a native client, in plaintext
+            assert b"this port takes TLS connections only" in received
+        elif listener == "native":  # a TLS alert, or the same refusal: nothing else
+            assert not received.startswith(b"\x00\x00") or b"takes TLS connections only" in received
+        else:
+            assert not received.startswith(b"\x00\x00")  # no frame of either protocol
     assert trio.run(produce_and_read, tls_broker.address, client_context(pki.ca)) == [b"over", b"tls"]
 
 
@@ -95,7 +100,7 @@ def test_the_cli_over_tls(tls_broker: RunningBroker, pki: Pki) -> None:
     plain = {k: v for k, v in env.items() if k != "LOGBROKER_TLS_CA"}
     without = subprocess.run([*run, "topics", "list"], env=plain, capture_output=True, text=True, timeout=60)
     assert without.returncode == 1, without.stderr  # plaintext to a TLS port: no answer
-    assert "cannot connect" in without.stderr or "closed" in without.stderr
+    assert "refused the connection: this port takes TLS connections only" in without.stderr
 
 
 def test_mutual_tls_needs_a_certificate_the_ca_signed(mtls_broker: RunningBroker, pki: Pki) -> None:
@@ -211,3 +216,28 @@ def test_mutual_tls_names_the_principal(pki: Pki, tmp_path: Path) -> None:
         for other in (pki.client_cert, pki.odd_client):
             with pytest.raises(TopicAuthorizationFailedError, match="User:ANONYMOUS"):
                 trio.run(produce, client_context(pki.ca, other))
+
+
+def test_a_client_without_the_certificate_mutual_tls_asks_for_is_told_so(
+    mtls_broker: RunningBroker, pki: Pki
+) -> None:
+    """Regression (a newcomer's walk): the error was "connection ... lost: " and a wrong hint."""
+
+    async def attempt() -> None:
+        async with await logbroker.connect(mtls_broker.address, ssl_context=client_context(pki.ca)) as client:
+            await client.list_topics()
+
+    with pytest.raises(ConnectionClosedError, match="require a client certificate"):
+        trio.run(attempt)
+
+
+def test_a_plaintext_client_on_the_tls_port_is_told_it_takes_tls_only(tls_broker: RunningBroker) -> None:
+    """Regression (a newcomer's walk): a native client that forgot --tls-ca heard only "closed
+    the connection before answering (is it logbroker's native port?)"."""
+
+    async def attempt() -> None:
+        async with await logbroker.connect(tls_broker.address) as client:
+            await client.list_topics()
+
+    with pytest.raises(WrongListenerError, match="this port takes TLS connections only: connect with TLS"):
+        trio.run(attempt)

@@ -4,7 +4,7 @@ admin views (groups of both kinds: Kafka clients' groups show here too)."""
 from __future__ import annotations
 
 from logbroker.broker.broker import TopicPartition
-from logbroker.errors import InvalidRequestError
+from logbroker.errors import InvalidRequestError, UnknownTopicOrPartitionError
 from logbroker.groups.admin import GroupView, OffsetRow
 from logbroker.protocol.messages import (
     CommitOffset,
@@ -164,6 +164,8 @@ def describe_group(conn: BaseConnection, request: DescribeGroup, payload: bytes)
 def list_group_offsets(conn: BaseConnection, request: ListGroupOffsets, payload: bytes) -> Reply:
     if request.group is not None and conn.may("describe", "group", request.group):
         conn.engine.groups.view(request.group)  # an unknown group is an error, not an empty list
+    if request.topic is not None and not conn.engine.topics.exists(request.topic):
+        raise UnknownTopicOrPartitionError(f"unknown topic {request.topic!r}")  # a typo, likely
     rows = conn.engine.groups.offset_rows(request.group, request.topic)
     visible = [
         _offset_info(r)
