@@ -728,12 +728,15 @@ INCREMENTAL_ALTER_CONFIGS = Api(
     response=_ALTER_CONFIGS_RESPONSE,
 )
 
-# SASL (served when the broker requires a login). Handshake v0 is left out: after it a client
-# sends bare SASL tokens instead of SaslAuthenticate requests, and every target client speaks v1.
+# SASL (served when the broker requires a login). After a v1 handshake the mechanism's tokens
+# travel in SaslAuthenticate requests; after a v0 one (KIP-152's legacy framing) as bare
+# size-delimited frames, until the login completes (`KafkaProtocol` switches). v0 is served
+# because librdkafka before 2.12 (Debian's kcat has 2.0.2) turns SASL on only when the range
+# advertised includes v0, though it then logs in with v1.
 SASL_HANDSHAKE = Api(
     17,
     "SaslHandshake",
-    1,
+    0,
     1,
     None,
     request=Struct(F("mechanism", STRING)),

@@ -2,7 +2,8 @@
 
     protocol = KafkaProtocol(max_frame_bytes=100 << 20)
     protocol.receive_data(data)          # bytes from the socket; b"" at end of stream
-    event = protocol.next_event()        # KafkaRequest / UnsupportedRequest / NEED_DATA / CLOSED
+    event = protocol.next_event()        # KafkaRequest / UnsupportedRequest / SaslToken /
+                                         # NEED_DATA / CLOSED
     data = protocol.respond(event, body) # buffers to write to the socket, back to back
 
 Frames and headers:
@@ -19,11 +20,24 @@ Frames and headers:
     response: int32 size, int32 correlation id, [tagged fields if flexible], body. ApiVersions
     answers always use the v0 response header (no tagged fields), whatever their version.
 
+Bare SASL tokens (KIP-152). After a SaslHandshake v0 answered without an error, the client
+sends its login's tokens as bare frames, not in SaslAuthenticate requests, and the broker
+answers each with a bare frame; once the login succeeds, requests follow again:
+
+    offset  width  field
+    ------  -----  -----------------------------------------------------------------------------
+       0      4    size            int32   bytes after this field (0 for an empty token)
+       4      n    token           the mechanism's bytes (SCRAM's client-first message, ...)
+
+`respond` switches to tokens when it answers such a handshake; each token arrives as a
+`SaslToken` event and is answered with `respond_token`, which switches back with the answer
+that completes the login. (A failed login gets no answer: Kafka closes the connection.)
+
 A request for an API or version not served becomes `UnsupportedRequest`: for ApiVersions the
 server answers with `api_versions_fallback` (KIP-511: a version-0 body with UNSUPPORTED_VERSION
 and the versions served, so the client can retry at one it knows); for anything else Kafka closes
 the connection, and so does logbroker, after logging why. A frame whose size is negative or over
-the cap raises `ProtocolError` before it is buffered.
+the cap (tokens too) raises `ProtocolError` before it is buffered.
 """
 
 from __future__ import annotations
@@ -34,12 +48,20 @@ from typing import Any
 import attrs
 
 from logbroker.errors import FrameTooLargeError, ProtocolError
-from logbroker.kafka.apis import API_VERSIONS, APIS, Api
+from logbroker.kafka.apis import API_VERSIONS, APIS, SASL_HANDSHAKE, Api
 from logbroker.kafka.schema import read_tags
 from logbroker.kafka.types import Buffer, KafkaDecodeError, Reader, Writer
 from logbroker.protocol.connection import CLOSED, NEED_DATA, _Sentinel
 
-__all__ = ["CLOSED", "NEED_DATA", "KafkaProtocol", "KafkaRequest", "UnsupportedRequest", "served_versions"]
+__all__ = [
+    "CLOSED",
+    "NEED_DATA",
+    "KafkaProtocol",
+    "KafkaRequest",
+    "SaslToken",
+    "UnsupportedRequest",
+    "served_versions",
+]
 
 _SIZE = struct.Struct(">i")
 _HEADER = struct.Struct(">hhi")  # api key, api version, correlation id
@@ -67,8 +89,15 @@ class UnsupportedRequest:
     reason: str
 
 
+@attrs.frozen
+class SaslToken:
+    """A login's token in a bare frame: what follows a SaslHandshake v0."""
+
+    token: bytes
+
+
 # The sentinels are the native protocol's, so one read loop serves both protocols.
-Event = KafkaRequest | UnsupportedRequest | _Sentinel
+Event = KafkaRequest | UnsupportedRequest | SaslToken | _Sentinel
 
 
 class KafkaProtocol:
@@ -76,6 +105,12 @@ class KafkaProtocol:
         self.max_frame_bytes = max_frame_bytes
         self._buffer = bytearray()
         self._eof = False
+        self._tokens = False
+
+    @property
+    def takes_sasl_tokens(self) -> bool:
+        """Frames are a login's bare tokens (after a SaslHandshake v0), not requests."""
+        return self._tokens
 
     @property
     def partial_frame(self) -> bool:
@@ -98,11 +133,14 @@ class KafkaProtocol:
                 return CLOSED
             return NEED_DATA
         (size,) = _SIZE.unpack_from(buffer)
+        what = "SASL token" if self._tokens else "request"
         if size > self.max_frame_bytes:
             raise FrameTooLargeError(
-                f"a request of {size} bytes announced; the limit is {self.max_frame_bytes} (max_frame_bytes)"
+                f"a {what} of {size} bytes announced; the limit is {self.max_frame_bytes} (max_frame_bytes)"
             )
-        if size < _MIN_FRAME:
+        if self._tokens and size < 0:
+            raise ProtocolError(f"a SASL token of {size} bytes announced")
+        if not self._tokens and size < _MIN_FRAME:
             raise ProtocolError(f"a request frame of {size} bytes is too short to hold a request header")
         if len(buffer) < 4 + size:
             if self._eof:
@@ -110,7 +148,7 @@ class KafkaProtocol:
             return NEED_DATA
         frame = bytes(buffer[4 : 4 + size])
         del buffer[: 4 + size]
-        return self._parse(frame)
+        return SaslToken(frame) if self._tokens else self._parse(frame)
 
     def _parse(self, frame: bytes) -> KafkaRequest | UnsupportedRequest:
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
@@ -158,7 +196,17 @@ class KafkaProtocol:
         first = parts[0]
         assert isinstance(first, bytearray)  # the writer's own buffer: the size goes in front
         _SIZE.pack_into(first, 0, len(writer) - 4)
+        if api is SASL_HANDSHAKE and request.version == 0 and body["error_code"] == 0:
+            self._tokens = True  # KIP-152: the login's tokens follow as bare frames
         return parts
+
+    def respond_token(self, token: bytes, *, logged_in: bool) -> bytes:
+        """The broker's answer to a `SaslToken`, as a bare frame (empty when the mechanism has
+        nothing to say: Kafka answers a PLAIN login so too). `logged_in`: this answer completes
+        the login, and requests follow."""
+        if logged_in:
+            self._tokens = False
+        return _SIZE.pack(len(token)) + token
 
     def api_versions_fallback(self, event: UnsupportedRequest, served: list[dict[str, int]]) -> bytes:
         """KIP-511: answer an ApiVersions request of a version not served with a v0 body."""

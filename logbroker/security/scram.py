@@ -18,6 +18,11 @@ The exchange, server side (`ScramServer.step`, called once per client message):
     client-first  n,,n=<user>,r=<cnonce>               ->  r=<cnonce+snonce>,s=<salt>,i=<n>
     client-final  c=biws,r=<cnonce+snonce>,p=<proof>   ->  v=<ServerSignature>
 
+librdkafka before 2.6.1 (Debian's kcat has 2.0.2) sends `r=<cnonce><cnonce+snonce>` in its
+client-final (confluentinc/librdkafka#4895). Kafka 3.8.1 and 3.9 accept that form: they check
+that r ends with the server's nonce. This server accepts exactly that form and no other. The
+proof signs the r it was sent, so the check still ties the proof to this exchange's nonce.
+
 A server never tells whether a user exists: an unknown user gets a plausible server-first-message
 (a salt derived from the name, the default iteration count) and fails at the final step with the
 same error as a wrong password. Passwords are not SASLprepped: like Kafka, the UTF-8 bytes of the
@@ -283,6 +288,8 @@ class ScramServer:
         self._credential: ScramCredential | None = None
         self._gs2_header = ""
         self._combined_nonce = ""
+        #: What librdkafka before 2.6.1 sends as the final nonce: the client's nonce once more.
+        self._doubled_nonce = ""
         self._auth_prefix = ""  # client-first-message-bare "," server-first-message
         self._username: str | None = None
 
@@ -347,6 +354,7 @@ class ScramServer:
         self._credential = credential
         self._gs2_header = f"{cbind},{authzid},"
         self._combined_nonce = client_nonce + self._nonce
+        self._doubled_nonce = client_nonce + self._combined_nonce
         server_first = f"r={self._combined_nonce},s={_b64(salt)},i={iterations}"
         client_first_bare = text[len(self._gs2_header) :]
         self._auth_prefix = f"{client_first_bare},{server_first}"
@@ -365,7 +373,10 @@ class ScramServer:
         expected_binding = _b64(self._gs2_header.encode("utf-8"))
         if not hmac.compare_digest(binding.encode(), expected_binding.encode()):
             raise SaslAuthenticationError(f"{what}: channel binding does not match the GS2 header")
-        if not hmac.compare_digest(nonce.encode(), self._combined_nonce.encode()):
+        sent = nonce.encode()
+        right = hmac.compare_digest(sent, self._combined_nonce.encode())
+        doubled = hmac.compare_digest(sent, self._doubled_nonce.encode())
+        if not (right or doubled):
             raise SaslAuthenticationError(f"{what}: wrong nonce")
         try:
             proof = _unb64(proof_text)

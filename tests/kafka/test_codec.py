@@ -4,7 +4,8 @@ For every API served, every version advertised, requests and responses: a value 
 schema is encoded by us, decoded by kafka-python to the same fields, and re-encoded by
 kafka-python to the same bytes (golden bytes from an implementation we did not write); our
 decoder reads those bytes back to the value. Then the codec's own edges: truncation, garbage,
-tagged fields, byte-at-a-time framing, and the ApiVersions fallback.
+tagged fields, byte-at-a-time framing, the ApiVersions fallback, and bare SASL tokens after a
+SaslHandshake v0.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logbroker.errors import FrameTooLargeError, ProtocolError
-from logbroker.kafka.apis import API_VERSIONS, APIS, FETCH, METADATA, Api
-from logbroker.kafka.protocol import CLOSED, NEED_DATA, KafkaProtocol, KafkaRequest, UnsupportedRequest
+from logbroker.kafka.apis import API_VERSIONS, APIS, FETCH, METADATA, SASL_HANDSHAKE, Api
+from logbroker.kafka.protocol import (
+    CLOSED,
+    NEED_DATA,
+    KafkaProtocol,
+    KafkaRequest,
+    SaslToken,
+    UnsupportedRequest,
+)
 from logbroker.kafka.schema import BOOL, BYTES, INT8, INT16, INT32, INT64, RECORDS, STRING, Array, F, Struct
 from logbroker.kafka.types import KafkaDecodeError, Reader, Writer
 
@@ -312,3 +320,72 @@ def test_unserved_apis_and_versions_are_events_not_exceptions() -> None:
     assert isinstance(first, UnsupportedRequest) and "API key 57 is not served" in first.reason
     assert isinstance(second, UnsupportedRequest) and "Metadata v9 is not served" in second.reason
     assert protocol.next_event() is NEED_DATA
+
+
+# -- bare SASL tokens after a SaslHandshake v0 (KIP-152) ----------------------------------------
+
+
+def _token_frame(token: bytes) -> bytes:
+    return struct.pack(">i", len(token)) + token
+
+
+def _handshake(protocol: KafkaProtocol, version: int, error_code: int = 0) -> None:
+    protocol.receive_data(_request_frame(SASL_HANDSHAKE, version, {"mechanism": "SCRAM-SHA-256"}))
+    event = protocol.next_event()
+    assert isinstance(event, KafkaRequest) and event.version == version
+    protocol.respond(event, {"error_code": error_code, "mechanisms": ["SCRAM-SHA-256"]})
+
+
+def _login_events(chunks: list[bytes]) -> list[tuple[object, bytes]]:
+    """Feed a v0 login and a request behind it, as `chunks`, answering each event as a broker
+    would (the second token completes the login): each event with the bytes of its answer."""
+    protocol = KafkaProtocol(1 << 20)
+    seen: list[tuple[object, bytes]] = []
+    tokens = 0
+    for chunk in chunks:
+        protocol.receive_data(chunk)
+        while (event := protocol.next_event()) is not NEED_DATA:
+            answer = b""
+            if isinstance(event, KafkaRequest) and event.api is SASL_HANDSHAKE:
+                body = {"error_code": 0, "mechanisms": ["SCRAM-SHA-256"]}
+                answer = b"".join(protocol.respond(event, body))
+            elif isinstance(event, SaslToken):
+                tokens += 1
+                answer = protocol.respond_token(b"answer%d" % tokens, logged_in=tokens == 2)
+            seen.append((event, answer))
+    return seen
+
+
+def test_after_a_v0_handshake_frames_are_sasl_tokens_until_the_login_completes() -> None:
+    stream = (
+        _request_frame(SASL_HANDSHAKE, 0, {"mechanism": "SCRAM-SHA-256"})
+        + _token_frame(b"n,,n=alice,r=x")
+        + _token_frame(b"")  # an empty token is a token
+        + _request_frame(METADATA, 4, {"topics": None}, 7)
+    )
+    whole = _login_events([stream])
+    events = [event for event, _ in whole]
+    assert events[1:3] == [SaslToken(b"n,,n=alice,r=x"), SaslToken(b"")]
+    assert [answer for _, answer in whole[1:]] == [_token_frame(b"answer1"), _token_frame(b"answer2"), b""]
+    last = events[3]
+    assert isinstance(last, KafkaRequest) and last.api is METADATA and last.correlation_id == 7
+    assert _login_events([stream[i : i + 1] for i in range(len(stream))]) == whole
+
+
+@pytest.mark.parametrize(("version", "error_code"), [(1, 0), (0, 33)])
+def test_frames_stay_requests_after_a_v1_handshake_or_a_refused_v0_one(version: int, error_code: int) -> None:
+    protocol = KafkaProtocol(1 << 20)
+    _handshake(protocol, version, error_code)
+    assert not protocol.takes_sasl_tokens
+    protocol.receive_data(_request_frame(METADATA, 4, {"topics": None}))
+    assert isinstance(protocol.next_event(), KafkaRequest)
+
+
+def test_a_sasl_token_over_the_cap_or_of_a_negative_size_is_refused_from_its_size() -> None:
+    for size, error in ((1001, FrameTooLargeError), (-1, ProtocolError)):
+        protocol = KafkaProtocol(1000)
+        _handshake(protocol, 0)
+        assert protocol.takes_sasl_tokens
+        protocol.receive_data(struct.pack(">i", size))
+        with pytest.raises(error, match="SASL token"):
+            protocol.next_event()

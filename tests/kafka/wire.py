@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from typing import Any
 
@@ -12,9 +13,11 @@ from logbroker.testing import RunningBroker
 
 
 class Wire:
-    def __init__(self, broker: RunningBroker) -> None:
+    def __init__(self, broker: RunningBroker, ssl_context: ssl.SSLContext | None = None) -> None:
         host, port = broker.kafka_address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
         self.correlation_id = 0
 
     def __enter__(self) -> Wire:
@@ -49,6 +52,19 @@ class Wire:
     def call(self, api: Api, version: int, body: dict[str, Any]) -> dict[str, Any]:
         self.sock.sendall(self.frame(api, version, body))
         return self.answer(api, version)
+
+    def token(self, token: bytes) -> bytes:
+        """Send a SASL token as a bare frame (after a SaslHandshake v0); the broker's answer."""
+        self.sock.sendall(struct.pack(">i", len(token)) + token)
+        return self._frame()
+
+    def closed(self) -> bool:
+        """The broker closed the connection without another byte (waits up to 5 s)."""
+        self.sock.settimeout(5)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
 
     def _frame(self) -> bytes:
         return self._exactly(struct.unpack(">i", self._exactly(4))[0])

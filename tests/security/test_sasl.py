@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import logging
 import os
 import re
 import socket
@@ -24,6 +25,7 @@ import trio
 import logbroker
 from logbroker.errors import (
     IllegalSaslStateError,
+    LoginThrottledError,
     SaslAuthenticationError,
     UnsupportedSaslMechanismError,
 )
@@ -416,6 +418,128 @@ def test_kafka_python_plain_over_tls(security_dir: str, pki: Pki) -> None:
             "sasl_plain_password": USERS["bob"],
         }
         assert kafka_python_round_trip(broker.kafka_address, "kp-plain", b"over tls", login) == b"over tls"
+
+
+# -- SaslHandshake v0: the login's tokens as bare frames (KIP-152) --------------------------------
+
+
+def _v0_handshake(wire: Wire, mechanism: str) -> dict[str, Any]:
+    return wire.call(SASL_HANDSHAKE, 0, {"mechanism": mechanism})
+
+
+def _served(wire: Wire) -> bool:
+    """A request that needs a login is answered (the connection is logged in)."""
+    answer = wire.call(METADATA, 4, {"topics": [], "allow_auto_topic_creation": False})
+    return bool(answer["brokers"])
+
+
+def test_handshake_v0_and_v1_are_both_advertised(sasl_broker: RunningBroker) -> None:
+    """librdkafka before 2.12 (Debian's kcat) turns SASL on only if the range includes v0."""
+    with Wire(sasl_broker) as wire:
+        versions = wire.call(API_VERSIONS, 3, {"client_software_name": "t", "client_software_version": "1"})
+    assert {"api_key": 17, "min_version": 0, "max_version": 1} in versions["api_keys"]
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_after_a_v0_handshake_scram_runs_in_bare_frames_and_then_requests_are_served(
+    sasl_broker: RunningBroker, mechanism: str
+) -> None:
+    with Wire(sasl_broker) as wire:
+        answer = _v0_handshake(wire, mechanism)
+        assert answer == {"error_code": 0, "mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-512"]}
+        scram = ScramClient(mechanism, "alice", USERS["alice"])
+        server_first = wire.token(scram.first())
+        assert server_first.startswith(b"r=")
+        scram.verify(wire.token(scram.final(server_first)))  # the broker knows the credential
+        assert _served(wire)
+
+
+def test_a_wrong_password_over_v0_gets_no_answer_and_makes_the_address_wait(
+    security_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As Kafka does after a v0 handshake: a failed login is not answered, the connection
+    closes; the address's next login is refused until the failure delay is over."""
+    with BrokerThread(**login_settings(security_dir, login_failure_delay=30.0)) as broker:
+        with Wire(broker) as wire:
+            _v0_handshake(wire, "SCRAM-SHA-256")
+            scram = ScramClient("SCRAM-SHA-256", "alice", "guess")
+            final = scram.final(wire.token(scram.first()))
+            wire.sock.sendall(struct.pack(">i", len(final)) + final)
+            assert wire.closed()
+        assert "login failed for user 'alice'" in caplog.text
+        with Wire(broker) as wire:
+            refused = _v0_handshake(wire, "SCRAM-SHA-256")  # even for the right password
+            assert refused["error_code"] == LoginThrottledError.code
+            assert wire.closed()
+
+
+def test_a_request_sent_in_place_of_a_v0_token_is_a_failed_login_that_does_nothing(
+    sasl_broker: RunningBroker,
+) -> None:
+    with Wire(sasl_broker) as wire:
+        _v0_handshake(wire, "SCRAM-SHA-256")
+        wire.sock.sendall(
+            wire.frame(METADATA, 4, {"topics": [{"name": "auto"}], "allow_auto_topic_creation": True})
+        )
+        assert wire.closed()
+    assert not sasl_broker.broker.has_topic("auto")
+
+
+def test_a_v0_token_over_the_pre_login_cap_is_refused_from_its_size(sasl_broker: RunningBroker) -> None:
+    with Wire(sasl_broker) as wire:
+        _v0_handshake(wire, "SCRAM-SHA-256")
+        wire.sock.sendall(struct.pack(">i", 1 << 20))  # announces 1 MiB: over the 64 KiB cap
+        assert wire.closed()
+
+
+def test_a_v0_login_left_half_done_is_closed_at_the_login_timeout(security_dir: str) -> None:
+    with BrokerThread(**login_settings(security_dir, login_timeout=0.5)) as broker, Wire(broker) as wire:
+        _v0_handshake(wire, "SCRAM-SHA-256")
+        wire.token(ScramClient("SCRAM-SHA-256", "alice", USERS["alice"]).first())
+        start = time.monotonic()
+        assert wire.closed()
+        assert time.monotonic() - start < 5
+
+
+def test_plain_over_tls_after_a_v0_handshake_is_answered_with_an_empty_frame(
+    security_dir: str, pki: Pki
+) -> None:
+    """PLAIN's password is hashed in a worker thread: the answer waits for it, and requests
+    follow once it came (Kafka answers a v0 PLAIN login with an empty frame too)."""
+    with BrokerThread(**login_settings(security_dir, tls_cert=pki.cert, tls_key=pki.key)) as broker:
+        with Wire(broker, client_context(pki.ca)) as wire:
+            assert _v0_handshake(wire, "PLAIN")["error_code"] == 0
+            assert wire.token(b"\0alice\0" + USERS["alice"].encode()) == b""
+            assert _served(wire)
+        with Wire(broker, client_context(pki.ca)) as wire:
+            _v0_handshake(wire, "PLAIN")
+            wire.sock.sendall(struct.pack(">i", 11) + b"\0alice\0nope")
+            assert wire.closed()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_kafka_python_told_the_broker_is_0_10_logs_in_with_handshake_v0(
+    sasl_broker: RunningBroker, mechanism: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An independent client of the v0 flow: kafka-python with `api_version=(0, 10, 1)` sends
+    SaslHandshake v0 and its tokens as bare frames."""
+    trio.run(lambda: round_trip(sasl_broker.address, username="alice", password=USERS["alice"]))
+    producer = kafka.KafkaProducer(
+        bootstrap_servers=sasl_broker.kafka_address,
+        api_version=(0, 10, 1),
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=mechanism,
+        sasl_plain_username="alice",
+        sasl_plain_password=USERS["alice"],
+        max_block_ms=10_000,
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger="kafka"):
+            partitions = producer.partitions_for("t")  # made by round_trip
+    finally:
+        producer.close()
+    assert partitions == {0}
+    assert "SaslHandshakeRequest(version=0" in caplog.text
 
 
 async def _guess_once(address: str, outcomes: list[str]) -> None:

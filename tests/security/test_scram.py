@@ -4,6 +4,8 @@ with kafka-python's as an independent oracle, and every way a client-side messag
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 
 import pytest
@@ -255,6 +257,46 @@ def test_good_final_is_accepted() -> None:
     server = _server_after_first()
     server.step(_good_final())
     assert server.username == "alice"
+
+
+def _final_signed_over(nonce: str) -> bytes:
+    """A client-final for the RFC 7677 exchange with `nonce` as its r=, and a proof that is right
+    for it: computed here from RFC 5802's formulas, not by our client."""
+    salted = hashlib.pbkdf2_hmac("sha256", b"pencil", RFC_SALT, 4096)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    without_proof = f"c=biws,r={nonce}"
+    auth_message = b",".join([RFC_CLIENT_FIRST[3:], RFC_SERVER_FIRST, without_proof.encode()])
+    signature = hmac.digest(hashlib.sha256(client_key).digest(), auth_message, "sha256")
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+
+def test_librdkafka_before_2_6_1_sending_its_nonce_twice_logs_in() -> None:
+    """librdkafka before 2.6.1 (Debian's kcat) sends r=<cnonce><cnonce+snonce>
+    (confluentinc/librdkafka#4895); Kafka 3.8.1-3.9 accept it, and so does logbroker."""
+    assert _final_signed_over(RFC_CLIENT_NONCE + RFC_SERVER_NONCE) == RFC_CLIENT_FINAL  # the helper is right
+    server = rfc_server()
+    server.step(RFC_CLIENT_FIRST)
+    doubled = RFC_CLIENT_NONCE + RFC_CLIENT_NONCE + RFC_SERVER_NONCE
+    assert server.step(_final_signed_over(doubled)).startswith(b"v=")
+    assert (server.done, server.username) == (True, "user")
+
+
+@pytest.mark.parametrize(
+    "nonce",
+    [
+        RFC_CLIENT_NONCE * 3 + RFC_SERVER_NONCE,  # three times
+        "x" + RFC_CLIENT_NONCE + RFC_SERVER_NONCE,  # ends with the right nonce: Kafka 3.9 takes it
+        RFC_CLIENT_NONCE + RFC_SERVER_NONCE + RFC_CLIENT_NONCE,
+        RFC_CLIENT_NONCE,
+    ],
+)
+def test_no_other_final_nonce_is_taken_even_with_a_proof_signed_over_it(nonce: str) -> None:
+    server = rfc_server()
+    server.step(RFC_CLIENT_FIRST)
+    with pytest.raises(SaslAuthenticationError, match="wrong nonce"):
+        server.step(_final_signed_over(nonce))
+    assert server.username is None
 
 
 def test_flipped_proof_bit_fails() -> None:

@@ -17,6 +17,10 @@ ACLs must allow, its handler and its error shape. A principal over a quota gets 
 answer and take no slot. An ApiVersions request of a version not served gets Kafka's fallback
 answer (KIP-511); any other request for an API or version not served, or whose body does not
 decode, closes the connection with the reason logged, as Kafka does.
+
+After a SaslHandshake v0, the login's tokens arrive as bare frames (`SaslToken`): each goes to
+the same `authenticate` as a SaslAuthenticate request's bytes and is answered with a bare frame,
+in order like any answer; a failed login gets no answer and the connection closes, as in Kafka.
 """
 
 from __future__ import annotations
@@ -31,8 +35,15 @@ import attrs
 import trio
 
 from logbroker.engine.engine import Engine
+from logbroker.errors import LogbrokerError
 from logbroker.kafka.apis import API_VERSIONS
-from logbroker.kafka.protocol import KafkaProtocol, KafkaRequest, UnsupportedRequest, served_versions
+from logbroker.kafka.protocol import (
+    KafkaProtocol,
+    KafkaRequest,
+    SaslToken,
+    UnsupportedRequest,
+    served_versions,
+)
 from logbroker.protocol.sniff import Wire
 from logbroker.server.config import ServerConfig
 from logbroker.server.connection import BaseConnection, Ports
@@ -80,7 +91,12 @@ class KafkaConnection(BaseConnection):
         self._slots: deque[_Slot] = deque()
         self._advancing = False
 
-    def _dispatch(self, event: KafkaRequest | UnsupportedRequest, nursery: trio.Nursery) -> None:
+    def _dispatch(self, event: KafkaRequest | UnsupportedRequest | SaslToken, nursery: trio.Nursery) -> None:
+        if isinstance(event, SaslToken):
+            slot = self._slot()
+            slot.start = lambda: self._take_token(slot, event.token, nursery)
+            self._advance()
+            return
         self.client_id = event.client_id  # each request names its client
         if isinstance(event, UnsupportedRequest):
             if event.api_key == API_VERSIONS.key:
@@ -158,6 +174,28 @@ class KafkaConnection(BaseConnection):
         if "throttle_time_ms" in body:
             body["throttle_time_ms"] = max(body["throttle_time_ms"], self.throttled_ms)
         self._fill(slot, self._kafka.respond(request, body))
+
+    # -- a login's bare tokens (after SaslHandshake v0) ----------------------------------------
+
+    def _take_token(self, slot: _Slot, token: bytes, nursery: trio.Nursery) -> None:
+        try:
+            reply = self.authenticate(token)
+        except LogbrokerError:  # refused (and logged): no answer, the connection closes
+            self._fill(slot, [])
+            return
+        if isinstance(reply, bytes):
+            self._fill(slot, [self._kafka.respond_token(reply, logged_in=self.principal is not None)])
+            return
+
+        async def hashed() -> None:
+            try:
+                token = await reply
+            except LogbrokerError:
+                self._fill(slot, [])
+                return
+            self._fill(slot, [self._kafka.respond_token(token, logged_in=self.principal is not None)])
+
+        self._run_task(nursery, hashed)
 
     # -- authorization item by item --------------------------------------------------------------
 

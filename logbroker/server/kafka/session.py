@@ -1,5 +1,6 @@
-"""SaslHandshake and SaslAuthenticate: a Kafka client's login (SASL v1: the mechanism's tokens in
-SaslAuthenticate requests)."""
+"""SaslHandshake and SaslAuthenticate: a Kafka client's login. After a v1 handshake the
+mechanism's tokens come in SaslAuthenticate requests (here); after a v0 one as bare frames,
+which `KafkaConnection` hands to the same `BaseConnection.authenticate`."""
 
 from __future__ import annotations
 
