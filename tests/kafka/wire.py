@@ -59,12 +59,7 @@ class Wire:
         return self._frame()
 
     def closed(self) -> bool:
-        """The broker closed the connection without another byte (waits up to 5 s)."""
-        self.sock.settimeout(5)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
+        return closed_quietly(self.sock)
 
     def _frame(self) -> bytes:
         return self._exactly(struct.unpack(">i", self._exactly(4))[0])
@@ -77,6 +72,15 @@ class Wire:
                 raise ConnectionError("closed by the broker")
             data += chunk
         return data
+
+
+def closed_quietly(sock: socket.socket) -> bool:
+    """The peer closed the connection without another byte (waits up to 5 s)."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
 
 
 def produce_body(topic: str, partition: int, records: bytes, acks: int = -1) -> dict[str, Any]:

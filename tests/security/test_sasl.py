@@ -36,7 +36,7 @@ from logbroker.security.scram import ScramClient
 from logbroker.testing import BrokerThread, RunningBroker
 from logbroker.tls import client_context
 
-from ..kafka.wire import Wire
+from ..kafka.wire import Wire, closed_quietly
 from .conftest import USERS, Pki, login_settings
 
 
@@ -146,11 +146,7 @@ class NativeWire:
             return event.message, event.payload
 
     def closed(self) -> bool:
-        self.sock.settimeout(5)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
+        return closed_quietly(self.sock)
 
 
 def test_requests_before_a_login_do_no_work_and_close(sasl_broker: RunningBroker) -> None:
